@@ -1,0 +1,165 @@
+// Command sluiced is the Sluice daemon: it schedules serverless GPU function
+// invocations onto shared GPUs. This build serves /healthz and /metrics; the
+// scheduler, runtime, shim control channel and eBPF observer attach to it as
+// they land.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-gpu/sluice/internal/config"
+	"github.com/sluice-gpu/sluice/internal/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "sluiced: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// parseConfig builds the configuration: defaults, then the -config file,
+// then explicitly set flags.
+func parseConfig(args []string, stderr io.Writer) (config.Config, error) {
+	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: sluiced [flags]\n\nThe Sluice daemon. Flags override the config file (see docs/CONFIG.md).\n\n")
+		fs.PrintDefaults()
+	}
+	def := config.Default()
+	path := fs.String("config", "", "path of a JSON config file (optional)")
+	listen := fs.String("listen", def.Listen, "HTTP listen address for the API, /healthz and /metrics")
+	level := fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	format := fs.String("log-format", def.LogFormat, "log format: text or json")
+	shutdown := fs.Duration("shutdown-timeout", time.Duration(def.ShutdownTimeout), "graceful shutdown limit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return def, err
+		}
+		return def, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluiced: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return def, errUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stderr, "sluiced %s\n", version.Version)
+		return def, flag.ErrHelp
+	}
+	cfg := def
+	if *path != "" {
+		var err error
+		if cfg, err = config.Load(*path, def); err != nil {
+			return def, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "log-level":
+			cfg.LogLevel = *level
+		case "log-format":
+			cfg.LogFormat = *format
+		case "shutdown-timeout":
+			cfg.ShutdownTimeout = config.Duration(*shutdown)
+		}
+	})
+	return cfg, cfg.Validate()
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	level, _ := cfg.SlogLevel() // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// run starts the daemon and serves until ctx is cancelled, then shuts down
+// gracefully. If ready is not nil, it receives the bound listen address.
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
+	)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("sluiced started", "version", version.Version, "listen", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down http server: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_build_info",
+		Help: "Always 1; the version label names the sluiced build.",
+	}, []string{"version"})
+	g.WithLabelValues(version.Version).Set(1)
+	return g
+}

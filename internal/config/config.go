@@ -1,0 +1,144 @@
+// Package config is sluiced's configuration: one struct, documented
+// defaults, a strict JSON file format and validation that names the field.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// FileVersion is the only config file version this build understands.
+const FileVersion = 1
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid config")
+
+// Config is sluiced's configuration. The zero value is not valid; start from
+// Default and overlay a file and flags.
+type Config struct {
+	// Version of the file format. Must be 1 when set in a file.
+	Version int `json:"version"`
+	// Listen is the HTTP address for the API, /healthz and /metrics.
+	// Default "127.0.0.1:7690".
+	Listen string `json:"listen"`
+	// LogLevel is one of debug, info, warn, error. Default "info".
+	LogLevel string `json:"log_level"`
+	// LogFormat is text or json. Default "text".
+	LogFormat string `json:"log_format"`
+	// ShutdownTimeout bounds graceful shutdown after SIGTERM/SIGINT.
+	// Default "10s" (a Go duration string in the file).
+	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// Default returns the configuration used when no file or flag says otherwise.
+func Default() Config {
+	return Config{
+		Version:         FileVersion,
+		Listen:          "127.0.0.1:7690",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+}
+
+// Duration is a time.Duration written as a Go duration string ("1.5s") in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "500ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Load overlays the JSON file at path onto base. Unknown fields, trailing
+// data and a wrong version are errors; the error names the file and, for
+// syntax errors, the line.
+func Load(path string, base Config) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return base, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data, base)
+}
+
+// Parse is Load on data already read; name is used in errors.
+func Parse(name string, data []byte, base Config) (Config, error) {
+	cfg := base
+	cfg.Version = 0
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return base, fmt.Errorf("%s: %w: %w", position(name, data, dec.InputOffset(), err), ErrInvalid, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return base, fmt.Errorf("%s: %w: trailing data after the JSON object", name, ErrInvalid)
+	}
+	if cfg.Version != FileVersion {
+		return base, fmt.Errorf("%s: %w: field version: got %d, want %d", name, ErrInvalid, cfg.Version, FileVersion)
+	}
+	return cfg, nil
+}
+
+// position renders "file:line" for err, using the syntax error's offset when
+// there is one and the decoder's offset otherwise.
+func position(name string, data []byte, off int64, err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		off = se.Offset
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		off = te.Offset
+	}
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	return fmt.Sprintf("%s:%d", name, 1+bytes.Count(data[:off], []byte("\n")))
+}
+
+// Validate reports the first invalid field, wrapping ErrInvalid.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: field listen %q: %w", ErrInvalid, c.Listen, err)
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		return err
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("%w: field log_format %q: want text or json", ErrInvalid, c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("%w: field shutdown_timeout %s: must be positive", ErrInvalid, time.Duration(c.ShutdownTimeout))
+	}
+	return nil
+}
+
+// SlogLevel parses LogLevel.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(c.LogLevel))); err != nil {
+		return 0, fmt.Errorf("%w: field log_level %q: want debug, info, warn or error", ErrInvalid, c.LogLevel)
+	}
+	return l, nil
+}
