@@ -178,3 +178,21 @@ func (c *Client) post(ctx context.Context, path string, body []byte) ([]byte, er
 	}
 	return out, nil
 }
+
+// WaitReady polls Ready every poll interval until it succeeds or ctx ends;
+// it returns ctx's error wrapped with the last readiness failure.
+func (c *Client) WaitReady(ctx context.Context, poll time.Duration) error {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		err := c.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for readiness: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}

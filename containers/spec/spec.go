@@ -106,7 +106,15 @@ type Build struct {
 	// Files are extra files or directories (relative to the spec's
 	// directory) copied under /fn.
 	Files []string `json:"files,omitempty"`
+	// Adapter is "exec" for a Binary that does not serve the protocol but
+	// runs once per request (stdin: the request; stdout: the result): it is
+	// run by Sluice's exec adapter (sluice-exec). Default "": the binary
+	// serves the protocol itself.
+	Adapter string `json:"adapter,omitempty"`
 }
+
+// AdapterExec is Build.Adapter's one value.
+const AdapterExec = "exec"
 
 // Limits are per-instance resource limits.
 type Limits struct {
@@ -177,6 +185,9 @@ func Load(path string) (*Function, error) {
 // Parse decodes and validates one spec, filling in defaults. Errors name the
 // offending field (and the line for JSON syntax errors) and wrap ErrInvalid.
 func Parse(data []byte) (*Function, error) {
+	if err := checkDurations(data); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f Function
@@ -193,6 +204,34 @@ func Parse(data []byte) (*Function, error) {
 	return &f, nil
 }
 
+// checkDurations parses the duration fields first, so their errors name the
+// field (the decoder does not add it to errors from UnmarshalJSON).
+func checkDurations(data []byte) error {
+	var d struct {
+		KeepAlive json.RawMessage `json:"keep_alive"`
+		Timeouts  struct {
+			Ready  json.RawMessage `json:"ready"`
+			Invoke json.RawMessage `json:"invoke"`
+		} `json:"timeouts"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return nil // the strict decode reports it
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"keep_alive", d.KeepAlive}, {"timeouts.ready", d.Timeouts.Ready}, {"timeouts.invoke", d.Timeouts.Invoke}} {
+		if len(f.raw) == 0 {
+			continue
+		}
+		var v Duration
+		if err := v.UnmarshalJSON(f.raw); err != nil {
+			return invalid(f.name, "%v", err)
+		}
+	}
+	return nil
+}
+
 func describeJSONError(data []byte, err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -204,8 +243,6 @@ func describeJSONError(data []byte, err error) string {
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
 		return strings.TrimPrefix(err.Error(), "json: ")
 	}
-	// Errors from Duration.UnmarshalJSON arrive without the field; the
-	// decoder wraps them with the path in Go 1.26.
 	return err.Error()
 }
 
@@ -245,6 +282,12 @@ func (f *Function) Validate() error {
 			return invalid("build", "set one of \"binary\" and \"python\"")
 		case b.Binary != "" && b.Python != "":
 			return invalid("build", "set only one of \"binary\" and \"python\"")
+		}
+		switch {
+		case b.Adapter != "" && b.Adapter != AdapterExec:
+			return invalid("build.adapter", "%q: want \"exec\" or nothing", b.Adapter)
+		case b.Adapter != "" && b.Binary == "":
+			return invalid("build.adapter", "only for a \"binary\"")
 		}
 		if b.Python != "" && filepath.IsAbs(b.Python) {
 			return invalid("build.python", "%q: must be relative to the spec's directory", b.Python)
@@ -343,6 +386,8 @@ const (
 	PythonRuntimePath = "/sluice/runtime.py"
 	// PythonPath is the interpreter inside a built Python image.
 	PythonPath = "/usr/bin/python3"
+	// ExecAdapterPath is sluice-exec inside a built image.
+	ExecAdapterPath = "/sluice/exec"
 )
 
 // ImageCommand is the main process's argument vector inside the image:
@@ -353,22 +398,42 @@ func (f *Function) ImageCommand() []string {
 		return f.Command
 	case f.Build == nil:
 		return nil
+	case f.Build.Binary != "" && f.Build.Adapter == AdapterExec:
+		return []string{ExecAdapterPath, FnDir + "/" + filepath.Base(f.Build.Binary)}
 	case f.Build.Binary != "":
 		return []string{FnDir + "/" + filepath.Base(f.Build.Binary)}
 	default:
-		return []string{PythonPath, PythonRuntimePath, FnDir + "/" + filepath.Base(f.Build.Python)}
+		return []string{PythonPath, "-B", PythonRuntimePath, FnDir + "/" + filepath.Base(f.Build.Python)}
 	}
 }
 
+// HostRuntimes locates Sluice's runtimes on the host, for HostCommand.
+type HostRuntimes struct {
+	// Python is the path of the Python runtime (python.WriteTo writes it).
+	Python string
+	// Exec is the path of sluice-exec (build/sluice-exec).
+	Exec string
+}
+
 // HostCommand is the argument vector for running the function as a host
-// process (the process backend): the built binary, or python3 with the
-// runtime at pyRuntime. It needs Build; Command is used only if Build is nil.
-func (f *Function) HostCommand(pyRuntime string) ([]string, error) {
+// process (the process backend): the built binary (behind sluice-exec for
+// the exec adapter), or python3 with the Python runtime. Command is used
+// only when there is no build section.
+func (f *Function) HostCommand(rt HostRuntimes) ([]string, error) {
+	b := f.Build
 	switch {
-	case f.Build != nil && f.Build.Binary != "":
-		return []string{f.Path(f.Build.Binary)}, nil
-	case f.Build != nil:
-		return []string{"python3", pyRuntime, f.Path(f.Build.Python)}, nil
+	case b != nil && b.Binary != "" && b.Adapter == AdapterExec:
+		if rt.Exec == "" {
+			return nil, fmt.Errorf("function %q: the exec adapter (sluice-exec) is not available", f.Name)
+		}
+		return []string{rt.Exec, f.Path(b.Binary)}, nil
+	case b != nil && b.Binary != "":
+		return []string{f.Path(b.Binary)}, nil
+	case b != nil:
+		if rt.Python == "" {
+			return nil, fmt.Errorf("function %q: the Python runtime is not available", f.Name)
+		}
+		return []string{"python3", rt.Python, f.Path(b.Python)}, nil
 	case len(f.Command) > 0:
 		return f.Command, nil
 	}

@@ -67,7 +67,9 @@ struct emu_proc {
 	uint64_t prefetch_ns;    /* modelled prefetch (and eviction write-back) time */
 	uint64_t evicted_bytes;  /* its resident bytes evicted to make room for others or itself */
 	uint64_t last_active_ns; /* CLOCK_MONOTONIC of its last kernel or prefetch */
-	uint8_t reserved[EMU_PROC_BYTES - 168];
+	uint32_t running;        /* its kernels running right now (share mode) */
+	uint32_t pad;
+	uint8_t reserved[EMU_PROC_BYTES - 176];
 };
 
 /* One allocation (EMU_ALLOC_BYTES bytes). Residency is allocation-granular
@@ -159,6 +161,9 @@ void emu_free(uint32_t handle);
  * host (0). Sleeps for the modelled transfer time (and any evictions it
  * causes). Returns the bytes moved. */
 uint64_t emu_prefetch(uint32_t handle, uint64_t bytes, int to_device);
+/* Drop up to `bytes` of an allocation's residency without a write-back
+ * (cuMemDiscardBatchAsync: the contents become undefined). Returns bytes. */
+uint64_t emu_discard(uint32_t handle, uint64_t bytes);
 /* Make the given allocations resident for a kernel: what is not resident
  * demand-faults. Returns the modelled fault time in ns (the kernel pays it
  * while holding the device). */
@@ -172,6 +177,8 @@ void emu_mem_info(uint64_t *free_bytes, uint64_t *total_bytes);
 uint64_t emu_resident(uint32_t handle);
 /* Reap dead processes now; returns how many were reaped. */
 int emu_reap(void);
+/* Test only: lock the file, corrupt a counter, _exit(status) holding the lock. */
+void emu_test_die_holding_lock(int status) __attribute__((noreturn));
 /* Sleep for ns nanoseconds (modelled time). */
 void emu_sleep_ns(uint64_t ns);
 uint64_t emu_now_ns(void);

@@ -1,0 +1,182 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Info describes one cgroup.
+type Info struct {
+	ID        uint64
+	Path      string // relative to the cgroup-v2 root, starting with "/"
+	Runtime   string // "docker", "containerd", "crio", "podman"; "" outside containers
+	Container string // the full container id; "" outside containers
+}
+
+var patterns = []struct {
+	runtime string
+	re      *regexp.Regexp
+}{
+	{"docker", regexp.MustCompile(`^docker-([0-9a-f]{64})\.scope$`)},
+	{"containerd", regexp.MustCompile(`^cri-containerd-([0-9a-f]{64})\.scope$`)},
+	{"crio", regexp.MustCompile(`^crio-([0-9a-f]{64})\.scope$`)},
+	{"podman", regexp.MustCompile(`^libpod-([0-9a-f]{64})\.scope$`)},
+}
+
+var bareID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ParsePath finds the container a cgroup path belongs to: the innermost
+// path element named like a runtime's container cgroup. A bare 64-hex
+// element counts only under a "docker" parent (cgroupfs driver) or a
+// kubepods tree.
+func ParsePath(path string) (runtime, container string) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := parts[i]
+		for _, pat := range patterns {
+			if m := pat.re.FindStringSubmatch(p); m != nil {
+				return pat.runtime, m[1]
+			}
+		}
+		if bareID.MatchString(p) && i > 0 {
+			switch {
+			case parts[i-1] == "docker":
+				return "docker", p
+			case strings.HasPrefix(parts[0], "kubepods"):
+				return "kubernetes", p
+			}
+		}
+	}
+	return "", ""
+}
+
+// Root finds the cgroup-v2 mount: /sys/fs/cgroup on a unified host,
+// /sys/fs/cgroup/unified on a hybrid one.
+func Root() (string, error) {
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(d, &st); err == nil && st.Type == cgroup2Magic {
+			return d, nil
+		}
+	}
+	return "", errors.New("find cgroup-v2 hierarchy: none at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+}
+
+const cgroup2Magic = 0x63677270
+
+// Resolver maps cgroup ids to [Info]. It rescans the hierarchy when asked
+// about an unknown id, at most once per MinRescan. Safe for concurrent use.
+type Resolver struct {
+	root      string
+	minRescan time.Duration
+	now       func() time.Time
+
+	mu       sync.Mutex
+	byID     map[uint64]Info
+	lastScan time.Time
+}
+
+// NewResolver returns a resolver for the hierarchy mounted at root (see
+// [Root]). minRescan bounds how often a miss rescans; 0 rescans on every miss.
+func NewResolver(root string, minRescan time.Duration) *Resolver {
+	return &Resolver{root: root, minRescan: minRescan, now: time.Now, byID: map[uint64]Info{}}
+}
+
+// Lookup returns what is known of cgroup id. ok is false if no directory
+// with that id exists (any more, or yet, as of the last scan).
+func (r *Resolver) Lookup(id uint64) (info Info, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if info, ok := r.byID[id]; ok {
+		return info, true
+	}
+	if !r.lastScan.IsZero() && r.now().Sub(r.lastScan) < r.minRescan {
+		return Info{ID: id}, false
+	}
+	if err := r.scanLocked(); err != nil {
+		return Info{ID: id}, false
+	}
+	info, ok = r.byID[id]
+	if !ok {
+		info.ID = id
+	}
+	return info, ok
+}
+
+// Rescan rereads the hierarchy now. Cgroups that disappeared stay known
+// (their counters outlive them) until [Resolver.Forget].
+func (r *Resolver) Rescan() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scanLocked()
+}
+
+func (r *Resolver) scanLocked() error {
+	r.lastScan = r.now()
+	byID := r.byID
+	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == r.root {
+				return err
+			}
+			return nil // a cgroup removed while walking
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return nil
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, r.root), "/")
+		rt, ctr := ParsePath(rel)
+		byID[st.Ino] = Info{ID: st.Ino, Path: rel, Runtime: rt, Container: ctr}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan cgroups under %s: %w", r.root, err)
+	}
+	return nil
+}
+
+// Exists reports whether the cgroup's directory is still there (by the
+// path last seen for it). A gone cgroup is still known to Lookup.
+func (r *Resolver) Exists(id uint64) bool {
+	r.mu.Lock()
+	info, ok := r.byID[id]
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	var st syscall.Stat_t
+	err := syscall.Stat(filepath.Join(r.root, info.Path), &st)
+	return err == nil && st.Ino == id
+}
+
+// Forget drops what is known of cgroup id.
+func (r *Resolver) Forget(id uint64) {
+	r.mu.Lock()
+	delete(r.byID, id)
+	r.mu.Unlock()
+}
+
+// ID returns the cgroup id of a path relative to root (for tests and tools).
+func ID(root, path string) (uint64, error) {
+	fi, err := os.Stat(filepath.Join(root, path))
+	if err != nil {
+		return 0, fmt.Errorf("stat cgroup: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("stat cgroup %s: no inode", path)
+	}
+	return st.Ino, nil
+}

@@ -1,0 +1,513 @@
+package shimctl
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gpu/sluice/internal/testenv"
+)
+
+// shimProc is shim/tests/commands.c running under the real shim and the
+// fake driver, driven line by line.
+type shimProc struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	in     *bufio.Writer
+	lines  chan string
+	stderr *strings.Builder
+}
+
+func startShimProc(t testing.TB, sock, function string) *shimProc {
+	t.Helper()
+	return startShimProcOn(t, sock, function, filepath.Join(t.TempDir(), "emugpu"))
+}
+
+// startShimProcOn runs the program on the emulated GPU in devFile.
+func startShimProcOn(t testing.TB, sock, function, devFile string, env ...string) *shimProc {
+	t.Helper()
+	shim := testenv.Artifact(t, "libsluice.so")
+	driver := testenv.Artifact(t, "fakecuda/libcuda.so.1")
+	prog := testenv.Artifact(t, "shim-tests/commands")
+	cmd := exec.Command(prog)
+	cmd.Env = append(os.Environ(),
+		"LD_PRELOAD="+shim,
+		"LD_LIBRARY_PATH="+filepath.Dir(driver),
+		"SLUICE_SOCKET="+sock,
+		"SLUICE_FUNCTION="+function,
+		"SLUICE_LOG=1",
+		"FAKECUDA_DEVICE_FILE="+devFile,
+	)
+	cmd.Env = append(cmd.Env, env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &shimProc{t: t, cmd: cmd, in: bufio.NewWriter(stdin), lines: make(chan string, 64), stderr: &strings.Builder{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", prog, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil && !t.Failed() {
+				t.Errorf("shim test program: %v\n%s", err, p.stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("shim test program did not exit")
+		}
+		if t.Failed() {
+			t.Logf("program stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *shimProc) expect(prefix string) []string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			p.t.Fatalf("program exited waiting for %q", prefix)
+		}
+		if !strings.HasPrefix(l, prefix) {
+			p.t.Fatalf("program said %q, want %q...", l, prefix)
+		}
+		return strings.Fields(l)
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("no %q from the program", prefix)
+	}
+	return nil
+}
+
+func (p *shimProc) do(line, prefix string) []string {
+	p.t.Helper()
+	fmt.Fprintln(p.in, line)
+	p.in.Flush()
+	return p.expect(prefix)
+}
+
+func num(t testing.TB, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("number %q: %v", s, err)
+	}
+	return v
+}
+
+// cpuTicks is utime+stime of a process (clock ticks), from /proc.
+func cpuTicks(t testing.TB, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("read stat: %v", err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	return num(t, f[11]) + num(t, f[12])
+}
+
+const mib = 1 << 20
+
+// TestShimCommands is test 6 of the shim: the real shim in a CUDA process
+// (fake driver) registers with this package's server and carries out every
+// command; usage arrives on the shared page; when the daemon goes away the
+// process carries on standalone.
+func TestShimCommands(t *testing.T) {
+	srv, opened, closed := startServer(t, Config{})
+	p := startShimProc(t, srv.Addr(), "fn-commands")
+	pid := int(num(t, p.expect("ready")[1]))
+	s := waitSession(t, opened)
+	if int(s.Peer.PID) != pid || s.FunctionID != "fn-commands" || !s.Converting || s.DriverVersion <= 0 || len(s.Devices) == 0 {
+		t.Fatalf("session %+v (program pid %d)", s, pid)
+	}
+
+	p.do("alloc 4194304", "ok")
+	p.do("alloc 4194304", "ok")
+	p.do("async 1048576", "ok")
+	u, ok := s.Usage()
+	if !ok || u.Live[KindManaged] != 8*mib || u.Live[KindAsyncManaged] != mib || u.Allocs[KindManaged] != 2 {
+		t.Fatalf("usage page %+v ok %v", u, ok)
+	}
+	ctx := context.Background()
+
+	// Budget: the capacity view shrinks to it and allocations beyond fail.
+	if r, err := s.SetBudget(ctx, 16*mib); err != nil || r.Err() != nil {
+		t.Fatalf("set budget: %v %v", err, r.Err())
+	}
+	info := p.do("info", "info")
+	if num(t, info[2]) != 16*mib || num(t, info[1]) != 16*mib-9*mib {
+		t.Errorf("info under a 16 MiB budget: %v", info)
+	}
+	p.do("alloc 16777216", "err 2")
+	if u, _ := s.Usage(); u.OOMRefused != 1 || u.Budget != 16*mib {
+		t.Errorf("usage after refusal %+v", u)
+	}
+
+	// Evict to host, then prefetch back: every tracked byte moves.
+	r, err := s.EvictToHost(ctx)
+	if err != nil || r.Err() != nil || r.Bytes != 9*mib {
+		t.Fatalf("evict: %+v %v %v", r, err, r.Err())
+	}
+	if res := p.do("resident", "resident"); num(t, res[1]) != 0 {
+		t.Errorf("resident after eviction: %v", res)
+	}
+	r, err = s.PrefetchToDevice(ctx)
+	if err != nil || r.Err() != nil || r.Bytes != 9*mib {
+		t.Fatalf("prefetch: %+v %v %v", r, err, r.Err())
+	}
+	if res := p.do("resident", "resident"); num(t, res[1]) != 9*mib {
+		t.Errorf("resident after prefetch: %v", res)
+	}
+	p.do("launch", "ok")
+	r, err = s.ReportUsage(ctx)
+	if err != nil || r.Usage[KindManaged] != 8*mib || r.Bytes != 9*mib {
+		t.Errorf("report usage: %+v %v", r, err)
+	}
+	if u, _ := s.Usage(); u.Prefetches != 1 || u.Evictions != 1 {
+		t.Errorf("command counters %+v", u)
+	}
+
+	// Hostile daemon messages are dropped; the process and the channel live on.
+	for _, bad := range [][]byte{
+		[]byte("garbage"),
+		make([]byte, maxMsg+100),
+		encodeCommand(1, OpEvictHost, 0)[:commandSize-1],
+		func() []byte { b := encodeCommand(2, OpEvictHost, 0); le.PutUint32(b[0:], 0xdeadbeef); return b }(),
+		func() []byte { b := encodeCommand(3, OpEvictHost, 0); le.PutUint16(b[6:], msgRegister); return b }(),
+	} {
+		if err := s.write(bad); err != nil {
+			t.Fatalf("write bad message: %v", err)
+		}
+	}
+	if r, err := s.Do(ctx, Op(77), 0); err != nil || r.Status != StatusUnknownOp {
+		t.Errorf("unknown op: %+v %v", r, err)
+	}
+	p.do("info", "info")
+
+	// Idle: the control thread blocks in recv, the process uses no CPU.
+	before := cpuTicks(t, pid)
+	time.Sleep(time.Second)
+	idle := cpuTicks(t, pid) - before
+	t.Logf("idle CPU over 1 s: %d ticks", idle)
+	if idle > 2 {
+		t.Errorf("idle process used %d ticks of CPU in 1 s", idle)
+	}
+
+	// Daemon side goes away: standalone, no budget, allocations go on.
+	s.Close()
+	waitSession(t, closed)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info = p.do("info", "info")
+		if num(t, info[2]) > 16*mib || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if num(t, info[2]) <= 16*mib {
+		t.Errorf("budget still applied after the daemon left: %v", info)
+	}
+	p.do("alloc 1048576", "ok")
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+}
+
+// TestShimFork is test 8: a forked child does not inherit the parent's
+// connection and registers on its own at its first CUDA call.
+func TestShimFork(t *testing.T) {
+	srv, opened, closed := startServer(t, Config{})
+	p := startShimProc(t, srv.Addr(), "fn-fork")
+	pid := int(num(t, p.expect("ready")[1]))
+	parent := waitSession(t, opened)
+	if int(parent.Peer.PID) != pid || parent.Forked {
+		t.Fatalf("parent session %+v", parent)
+	}
+	f := p.do("fork", "forked")
+	child := int(num(t, f[1]))
+	if f[2] != "0" {
+		t.Errorf("child inherited %s sockets", f[2])
+	}
+	cs := waitSession(t, opened)
+	if int(cs.Peer.PID) != child || !cs.Forked || cs.FunctionID != "fn-fork" {
+		t.Errorf("child session %+v, want pid %d", cs, child)
+	}
+	if u, ok := cs.Usage(); !ok || u.Live[KindManaged] != 64<<10 {
+		t.Errorf("child usage %+v ok %v (its own page, its own allocation)", u, ok)
+	}
+	if u, _ := parent.Usage(); u.Live[KindManaged] != 0 {
+		t.Errorf("parent usage changed by the child: %+v", u)
+	}
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+	ended := map[*Session]bool{waitSession(t, closed): true, waitSession(t, closed): true}
+	if !ended[parent] || !ended[cs] {
+		t.Errorf("sessions did not both end")
+	}
+}
+
+// emuProcs reads the emulated GPU's device file (layout: shim/fakecuda/emugpu.h,
+// docs/FAKECUDA.md) and returns, per pid, its managed, resident and device
+// bytes, plus the device's resident total. Test-only reader of the emulator.
+func emuProcs(t testing.TB, path string) (map[int32][3]uint64, uint64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read emulated GPU file: %v", err)
+	}
+	if len(b) < 4096 || le.Uint32(b[0:]) != 0x47454c53 || le.Uint32(b[4:]) != 1 {
+		t.Fatalf("emulated GPU file: unexpected header")
+	}
+	maxProcs := int(le.Uint32(b[12:]))
+	procsOff := int(le.Uint64(b[40:]))
+	usedResident := le.Uint64(b[184:])
+	out := make(map[int32][3]uint64)
+	for i := 0; i < maxProcs; i++ {
+		p := b[procsOff+256*i:]
+		if le.Uint32(p[4:]) != 1 {
+			continue
+		}
+		out[int32(le.Uint32(p[0:]))] = [3]uint64{le.Uint64(p[64:]), le.Uint64(p[72:]), le.Uint64(p[56:])}
+	}
+	return out, usedResident
+}
+
+// TestShimEmulatedGPUAccounting runs three shimmed processes on one emulated
+// GPU: what each shim reports on its usage page must match what the emulated
+// GPU accounts for that process, and daemon commands move exactly that
+// process's memory.
+func TestShimEmulatedGPUAccounting(t *testing.T) {
+	srv, opened, _ := startServer(t, Config{})
+	dev := filepath.Join(t.TempDir(), "emugpu")
+	sizes := [][]string{{"alloc 8388608"}, {"alloc 4194304", "async 2097152"}, {"alloc 1048576"}}
+	procs := make([]*shimProc, len(sizes))
+	sess := make(map[int32]*Session)
+	for i := range sizes {
+		procs[i] = startShimProcOn(t, srv.Addr(), fmt.Sprintf("fn-%d", i), dev)
+		pid := int32(num(t, procs[i].expect("ready")[1]))
+		s := waitSession(t, opened)
+		if s.Peer.PID != pid {
+			t.Fatalf("session pid %d, want %d", s.Peer.PID, pid)
+		}
+		for _, cmd := range sizes[i] {
+			procs[i].do(cmd, "ok")
+		}
+		sess[pid] = s
+	}
+	ctx := context.Background()
+	check := func(stage string) {
+		t.Helper()
+		emu, usedResident := emuProcs(t, dev)
+		var sum uint64
+		for pid, s := range sess {
+			u, ok := s.Usage()
+			e, found := emu[pid]
+			if !ok || !found {
+				t.Fatalf("%s: pid %d: usage ok %v, in emulator %v", stage, pid, ok, found)
+			}
+			if e[0] != u.EvictableBytes() || e[2] != u.Live[KindDevice]+u.Live[KindVMM]+u.Live[KindArray] {
+				t.Errorf("%s: pid %d: emulator managed %d device %d, shim evictable %d non-evictable %d",
+					stage, pid, e[0], e[2], u.EvictableBytes(), u.LiveBytes()-u.EvictableBytes())
+			}
+			sum += e[1]
+		}
+		if sum != usedResident {
+			t.Errorf("%s: per-process resident %d, device total %d", stage, sum, usedResident)
+		}
+	}
+	check("after allocation")
+	pids := make([]int32, 0, len(sess))
+	for pid := range sess {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if r, err := sess[pid].EvictToHost(ctx); err != nil || r.Err() != nil {
+			t.Fatalf("evict %d: %v %v", pid, err, r.Err())
+		}
+	}
+	check("after evicting all")
+	if emu, used := emuProcs(t, dev); used != 0 {
+		t.Errorf("resident after evicting everyone: %d (%v)", used, emu)
+	}
+	target := pids[0]
+	r, err := sess[target].PrefetchToDevice(ctx)
+	if err != nil || r.Err() != nil {
+		t.Fatalf("prefetch: %v %v", err, r.Err())
+	}
+	check("after one prefetch")
+	emu, used := emuProcs(t, dev)
+	t.Logf("emulated GPU after prefetching pid %d: per pid [managed resident device] %v, device resident %d", target, emu, used)
+	u, _ := sess[target].Usage()
+	if emu[target][1] != u.EvictableBytes() || used != u.EvictableBytes() || r.Bytes != u.EvictableBytes() {
+		t.Errorf("prefetched pid %d: resident %d, device %d, moved %d, want %d", target, emu[target][1], used, r.Bytes, u.EvictableBytes())
+	}
+	for _, p := range procs {
+		fmt.Fprintln(p.in, "exit")
+		p.in.Flush()
+	}
+}
+
+// TestShimSurvivesRandomMessages sends the real shim a few hundred random
+// packets (some with a valid header and random type and size): none may
+// crash or hang the CUDA process, and the channel still works afterwards.
+func TestShimSurvivesRandomMessages(t *testing.T) {
+	srv, opened, _ := startServer(t, Config{})
+	p := startShimProc(t, srv.Addr(), "fn-fuzz")
+	p.expect("ready")
+	s := waitSession(t, opened)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 300; i++ {
+		n := rng.IntN(2 * maxMsg)
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		if n >= hdrSize && i%2 == 0 {
+			putHeader(b, uint16(rng.IntN(6)))
+			if i%4 == 0 {
+				le.PutUint32(b[8:], uint32(rng.IntN(2*maxMsg)))
+			}
+		}
+		if err := s.write(b); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := s.ReportUsage(ctx); err != nil || r.Err() != nil {
+		t.Fatalf("channel after random input: %v %+v", err, r)
+	}
+	p.do("alloc 4096", "ok")
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+}
+
+// BenchmarkShimReportUsage is one command round trip to a real shimmed
+// process (fake driver): daemon -> shim control thread -> daemon.
+func BenchmarkShimReportUsage(b *testing.B) {
+	s, done := benchSession(b)
+	defer done()
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.ReportUsage(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkShimUsagePage is a read of the shared usage page: what the
+// daemon pays to learn a process's usage without any message.
+func BenchmarkShimUsagePage(b *testing.B) {
+	s, done := benchSession(b)
+	defer done()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok := s.Usage(); !ok {
+			b.Fatal("no usage page")
+		}
+	}
+}
+
+// benchSession starts a shimmed program registered with a fresh server.
+func benchSession(b *testing.B) (*Session, func()) {
+	b.Helper()
+	srv, opened, _ := startServer(b, Config{})
+	p := startShimProc(b, srv.Addr(), "fn-bench")
+	p.expect("ready")
+	s := waitSession(b, opened)
+	return s, func() {
+		fmt.Fprintln(p.in, "exit")
+		p.in.Flush()
+	}
+}
+
+// TestShimSubmissionWaitsForPrefetch: while a daemon prefetch is in flight
+// (slow emulated link), the application's next submission is ordered after
+// it with a stream wait, not by blocking; once it is done, submissions are
+// back on the one-load path (no more waits).
+func TestShimSubmissionWaitsForPrefetch(t *testing.T) {
+	srv, opened, _ := startServer(t, Config{})
+	// 16 MiB at 0.04 GB/s: about 0.4 s of modelled transfer.
+	p := startShimProcOn(t, srv.Addr(), "fn-gate", filepath.Join(t.TempDir(), "emugpu"),
+		"FAKECUDA_H2D_GBPS=0.04")
+	p.expect("ready")
+	s := waitSession(t, opened)
+	p.do("alloc 16777216", "ok")
+	ctx := context.Background()
+	if r, err := s.EvictToHost(ctx); err != nil || r.Err() != nil {
+		t.Fatalf("evict: %v %+v", err, r)
+	}
+	w0 := num(t, p.do("waits", "waits")[1])
+	done := make(chan Result, 1)
+	go func() {
+		r, err := s.PrefetchToDevice(ctx)
+		if err != nil {
+			t.Errorf("prefetch: %v", err)
+		}
+		done <- r
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u, _ := s.Usage()
+		if u.PrefetchInFlight {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("prefetch finished before it was seen in flight: %+v", r)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("prefetch never in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.do("launch", "ok") // the launch's stream waits; its sync returns after the prefetch
+	w1 := num(t, p.do("waits", "waits")[1])
+	if w1 != w0+1 {
+		t.Errorf("stream waits during the prefetch: %d, want 1", w1-w0)
+	}
+	if res := p.do("resident", "resident"); num(t, res[1]) != 16*mib {
+		t.Errorf("launch completed before the prefetch: %v resident", res)
+	}
+	r := <-done
+	if r.Err() != nil || r.Bytes != 16*mib {
+		t.Errorf("prefetch result %+v", r)
+	}
+	if u, _ := s.Usage(); u.PrefetchInFlight {
+		t.Error("gate still marked after the prefetch")
+	}
+	p.do("launch", "ok")
+	if w2 := num(t, p.do("waits", "waits")[1]); w2 != w1 {
+		t.Errorf("launch after the prefetch waited (%d waits)", w2-w1)
+	}
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+}

@@ -1,0 +1,112 @@
+package functions_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sluice-gpu/sluice/containers/image"
+	"github.com/sluice-gpu/sluice/containers/pool"
+	"github.com/sluice-gpu/sluice/containers/runtime"
+	"github.com/sluice-gpu/sluice/containers/runtime/docker"
+	"github.com/sluice-gpu/sluice/containers/runtime/process"
+	"github.com/sluice-gpu/sluice/containers/spec"
+	"github.com/sluice-gpu/sluice/internal/testenv"
+)
+
+// gpuSetup loads gpu-matmul with the real shim, the fake driver (test
+// infrastructure: the emulated GPU) and sluice-exec from the build directory.
+func gpuSetup(t *testing.T) (*spec.Function, runtime.GPUConfig, string) {
+	shim := testenv.Artifact(t, "libsluice.so")
+	fake := testenv.Artifact(t, "fakecuda/libcuda.so.1")
+	bin := testenv.Artifact(t, "gpu-matmul")
+	adapter := testenv.Artifact(t, "sluice-exec")
+	t.Setenv("SLUICE_EXEC_ADAPTER", adapter)
+	f, err := spec.Load("gpu-matmul")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Build.Binary = bin
+	dev := filepath.Join(shortDir(t), "gpu0")
+	return f, runtime.GPUConfig{Shim: shim, FakeCUDA: fake, FakeCUDADevice: dev}, adapter
+}
+
+// checkDeviceFile checks the instance attached to the shared emulated device:
+// the fake driver initialised the device file (magic "SLEG", see
+// docs/FAKECUDA.md) that Sluice created empty.
+func checkDeviceFile(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("device file: %v", err)
+	}
+	if len(b) < 4 || string(b[:4]) != "SLEG" {
+		t.Errorf("device file %s not initialised by the function (%d bytes): the emulated GPU is not shared", path, len(b))
+	}
+}
+
+func invokeGPU(t *testing.T, p *pool.Pool, s pool.Spec) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id, err := p.Start(ctx, s)
+	if err != nil {
+		t.Fatalf("start gpu-matmul: %v", err)
+	}
+	for i := range 2 {
+		out, err := p.Invoke(ctx, id, []byte(`{}`))
+		if err != nil {
+			t.Fatalf("invocation %d of gpu-matmul on the emulated GPU: %v", i, err)
+		}
+		t.Logf("gpu-matmul: %s", out)
+	}
+}
+
+func TestGPUMatmulEmulatedDocker(t *testing.T) {
+	testenv.RequireDocker(t)
+	f, gpu, _ := gpuSetup(t)
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	label := "t" + runtime.RandomSuffix(6)
+	ctx := context.Background()
+	f.Image = "sluice-test/gpu-matmul:" + label
+	if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
+		t.Fatalf("build image: %v", err)
+	}
+	t.Cleanup(func() { _ = image.Remove(context.Background(), cli, f.Image) })
+	rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli, GPU: gpu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pool.New(rt, pool.Config{})
+	t.Cleanup(func() {
+		p.Close(context.Background())
+		runtime.Recover(context.Background(), rt)
+	})
+	invokeGPU(t, p, pool.FromFunction(f, runtime.FromFunction(f, 1)))
+	checkDeviceFile(t, gpu.FakeCUDADevice)
+}
+
+func TestGPUMatmulEmulatedProcess(t *testing.T) {
+	f, gpu, adapter := gpuSetup(t)
+	dir := shortDir(t)
+	rt, err := process.New(process.Config{Instance: "gpu", StateDir: dir, GPU: gpu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := runtime.FromFunctionHost(f, 1, spec.HostRuntimes{Exec: adapter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pool.New(rt, pool.Config{})
+	t.Cleanup(func() { p.Close(context.Background()) })
+	invokeGPU(t, p, pool.FromFunction(f, rs))
+	checkDeviceFile(t, gpu.FakeCUDADevice)
+}

@@ -1,0 +1,5 @@
+package image
+
+import cerrdefs "github.com/containerd/errdefs"
+
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }

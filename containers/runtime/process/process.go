@@ -1,0 +1,439 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-gpu/sluice/containers/protocol"
+	"github.com/sluice-gpu/sluice/containers/runtime"
+)
+
+// Config configures the process backend.
+type Config struct {
+	// Instance is the daemon instance label. Required.
+	Instance string
+	// StateDir holds one directory per instance. Required. Keep it short:
+	// Unix socket paths are limited to 107 bytes.
+	StateDir string
+	// GPU says how GPU functions get the shim (and the emulated GPU).
+	GPU runtime.GPUConfig
+	// Logger receives lifecycle messages. Default: discard.
+	Logger *slog.Logger
+}
+
+// record is written to <dir>/instance.json so a later daemon can find and
+// kill what this one left running.
+type record struct {
+	Instance   string `json:"instance"`
+	Function   string `json:"function"`
+	Generation uint64 `json:"generation"`
+	PID        int    `json:"pid,omitempty"`
+	// StartTicks is the process's start time (field 22 of /proc/PID/stat),
+	// so a recycled PID is never killed.
+	StartTicks uint64 `json:"start_ticks,omitempty"`
+}
+
+type proc struct {
+	id   runtime.ID
+	dir  string
+	spec runtime.Spec
+	rec  record
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	started bool
+	exited  chan struct{}
+}
+
+// Runtime is the process backend.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	procs map[runtime.ID]*proc
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New validates cfg and returns the backend.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Instance == "" {
+		return nil, fmt.Errorf("process runtime: %w: Instance is empty", runtime.ErrInvalid)
+	}
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("process runtime: %w: StateDir is empty", runtime.ErrInvalid)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{cfg: cfg, log: lg.With("runtime", "process"), procs: map[runtime.ID]*proc{}}, nil
+}
+
+// Name returns "process".
+func (r *Runtime) Name() string { return "process" }
+
+// Create prepares an instance directory for spec.
+func (r *Runtime) Create(_ context.Context, s runtime.Spec) (runtime.ID, error) {
+	if err := s.Validate(); err != nil {
+		return "", err
+	}
+	if s.Protocol == protocol.KindOpenWhisk {
+		return "", fmt.Errorf("create %s: the OpenWhisk protocol needs the Docker backend: %w", s.Function, runtime.ErrNotSupported)
+	}
+	if len(s.Command) == 0 {
+		return "", fmt.Errorf("create %s: %w: the process backend needs a command", s.Function, runtime.ErrInvalid)
+	}
+	if _, err := exec.LookPath(s.Command[0]); err != nil {
+		return "", fmt.Errorf("create %s: command %s: %w", s.Function, s.Command[0], runtime.ErrNotFound)
+	}
+	if s.GPU {
+		if err := r.cfg.GPU.Check(); err != nil {
+			return "", fmt.Errorf("create %s: %w", s.Function, err)
+		}
+	}
+	id := runtime.ID("p" + runtime.RandomSuffix(6))
+	dir := filepath.Join(r.cfg.StateDir, string(id))
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		return "", fmt.Errorf("create instance dir: %w", err)
+	}
+	_ = os.Chmod(dir, 0o777) // the function may run as another user
+	p := &proc{id: id, dir: dir, spec: s, exited: make(chan struct{}),
+		rec: record{Instance: r.cfg.Instance, Function: s.Function, Generation: s.Generation}}
+	if err := writeRecord(dir, p.rec); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	r.mu.Lock()
+	r.procs[id] = p
+	r.mu.Unlock()
+	return id, nil
+}
+
+func writeRecord(dir string, rec record) error {
+	b, _ := json.Marshal(rec)
+	tmp := filepath.Join(dir, ".instance.json")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write instance record: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "instance.json")); err != nil {
+		return fmt.Errorf("write instance record: %w", err)
+	}
+	return nil
+}
+
+func (r *Runtime) get(id runtime.ID) (*proc, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.procs[id]
+	if !ok {
+		return nil, fmt.Errorf("instance %s: %w", id, runtime.ErrNotFound)
+	}
+	return p, nil
+}
+
+func (r *Runtime) env(p *proc) []string {
+	env := map[string]string{
+		"PATH": "/usr/local/bin:/usr/bin:/bin",
+		"HOME": p.dir,
+		"LANG": "C.UTF-8",
+	}
+	if s, ok := os.LookupEnv("PATH"); ok && s != "" {
+		env["PATH"] = s
+	}
+	for k, v := range p.spec.Env {
+		env[k] = v
+	}
+	env[protocol.SocketEnv] = filepath.Join(p.dir, runtime.FnSocketName)
+	env[runtime.EnvFunction] = p.spec.Function
+	if p.spec.GPU {
+		for k, v := range runtime.FrameworkEnv() {
+			env[k] = v
+		}
+		env["LD_PRELOAD"] = r.cfg.GPU.Shim
+		env[runtime.EnvShimSocket] = filepath.Join(p.dir, runtime.ShimSocketName)
+		if r.cfg.GPU.Emulated() {
+			// Test/demo infrastructure: the fake driver stands in for libcuda.
+			libDir := filepath.Dir(r.cfg.GPU.FakeCUDA)
+			if old := env["LD_LIBRARY_PATH"]; old != "" {
+				libDir += ":" + old
+			}
+			env["LD_LIBRARY_PATH"] = libDir
+			env[runtime.EnvFakeCUDADevice] = r.cfg.GPU.DeviceFile()
+		} else if len(p.spec.GPUUUIDs) > 0 {
+			env["CUDA_VISIBLE_DEVICES"] = strings.Join(p.spec.GPUUUIDs, ",")
+		}
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func credential(user string) (*syscall.Credential, error) {
+	if user == "" || os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, g, _ := strings.Cut(user, ":")
+	uid, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: the process backend takes a numeric uid[:gid]: %w", user, runtime.ErrInvalid)
+	}
+	gid := uid
+	if g != "" {
+		if gid, err = strconv.ParseUint(g, 10, 32); err != nil {
+			return nil, fmt.Errorf("user %q: %w", user, runtime.ErrInvalid)
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// Start runs the instance's command in its own process group.
+func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return nil, fmt.Errorf("start %s: already started", id)
+	}
+	cred, err := credential(p.spec.User)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(p.dir, "output.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: open log: %w", id, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(p.spec.Command[0], p.spec.Command[1:]...)
+	cmd.Dir = p.dir
+	cmd.Env = r.env(p)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	pid := cmd.Process.Pid
+	if err := setRlimits(pid, p.spec); err != nil {
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	p.cmd, p.started = cmd, true
+	p.rec.PID = pid
+	p.rec.StartTicks, _ = startTicks(pid)
+	if err := writeRecord(p.dir, p.rec); err != nil {
+		r.log.Warn("instance record not updated", "id", id, "err", err)
+	}
+	ch := make(chan runtime.Exit, 1)
+	go func() {
+		err := cmd.Wait()
+		ex := runtime.Exit{At: time.Now()}
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				ex.Code = 128 + int(ws.Signal())
+			} else {
+				ex.Code = ee.ExitCode()
+			}
+		default:
+			ex.Err = err
+		}
+		// Kill anything the main process left in its group.
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		close(p.exited)
+		ch <- ex
+		close(ch)
+	}()
+	return ch, nil
+}
+
+// setRlimits applies the spec's limits to the started process. Memory is an
+// address-space limit, skipped for GPU functions (unified memory reserves
+// large address ranges). No CPU or pid limit: rlimits have no equivalent.
+func setRlimits(pid int, s runtime.Spec) error {
+	if s.MemoryBytes > 0 && !s.GPU {
+		// Go and Python reserve address space well beyond what they touch:
+		// allow 4x the memory limit plus 1 GiB of headroom.
+		as := uint64(s.MemoryBytes)*4 + 1<<30
+		if err := unix.Prlimit(pid, unix.RLIMIT_AS, &unix.Rlimit{Cur: as, Max: as}, nil); err != nil {
+			return fmt.Errorf("set address-space limit: %w", err)
+		}
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+		return fmt.Errorf("set core limit: %w", err)
+	}
+	return nil
+}
+
+// startTicks reads a process's start time in clock ticks since boot.
+func startTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// Endpoint returns the instance's function socket.
+func (r *Runtime) Endpoint(_ context.Context, id runtime.ID) (protocol.Endpoint, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return protocol.Endpoint{}, err
+	}
+	return protocol.Endpoint{Kind: protocol.KindSluice, Network: "unix", Address: filepath.Join(p.dir, runtime.FnSocketName)}, nil
+}
+
+// Dir returns the instance's host directory.
+func (r *Runtime) Dir(id runtime.ID) (string, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return "", err
+	}
+	return p.dir, nil
+}
+
+// Remove kills the instance's process group and deletes its directory. It
+// also removes instances a previous daemon left (found by List).
+func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
+	r.mu.Lock()
+	p, ok := r.procs[id]
+	delete(r.procs, id)
+	r.mu.Unlock()
+	if !ok {
+		return r.removeLeftover(id)
+	}
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd != nil {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		select {
+		case <-p.exited:
+		case <-ctx.Done():
+			return fmt.Errorf("remove %s: %w", id, ctx.Err())
+		}
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	return nil
+}
+
+func (r *Runtime) removeLeftover(id runtime.ID) error {
+	if strings.ContainsAny(string(id), "/.") || id == "" {
+		return nil
+	}
+	dir := filepath.Join(r.cfg.StateDir, string(id))
+	rec, err := readRecord(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	if rec.Instance != r.cfg.Instance {
+		return nil // not ours
+	}
+	if rec.PID > 0 {
+		if t, err := startTicks(rec.PID); err == nil && t == rec.StartTicks {
+			_ = unix.Kill(-rec.PID, unix.SIGKILL)
+			_ = unix.Kill(rec.PID, unix.SIGKILL)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	return nil
+}
+
+func readRecord(dir string) (record, error) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("parse %s/instance.json: %w", dir, err)
+	}
+	return rec, nil
+}
+
+// List returns this daemon instance's instances: live ones and those a
+// previous daemon with the same label left in StateDir.
+func (r *Runtime) List(_ context.Context) ([]runtime.Info, error) {
+	ents, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	var out []runtime.Info
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		id := runtime.ID(e.Name())
+		rec, err := readRecord(filepath.Join(r.cfg.StateDir, e.Name()))
+		if err != nil || rec.Instance != r.cfg.Instance {
+			continue
+		}
+		info := runtime.Info{ID: id, Function: rec.Function, Generation: rec.Generation, Instance: rec.Instance}
+		r.mu.Lock()
+		p, live := r.procs[id]
+		r.mu.Unlock()
+		if live {
+			p.mu.Lock()
+			info.Running = p.started
+			p.mu.Unlock()
+			if info.Running {
+				select {
+				case <-p.exited:
+					info.Running = false
+				default:
+				}
+			}
+		} else if rec.PID > 0 {
+			t, err := startTicks(rec.PID)
+			info.Running = err == nil && t == rec.StartTicks
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Close does nothing: instances outlive the backend until removed (a
+// restarted daemon finds them with List).
+func (r *Runtime) Close() error { return nil }

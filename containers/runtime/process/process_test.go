@@ -1,0 +1,124 @@
+package process_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/sluice-gpu/sluice/containers/protocol"
+	"github.com/sluice-gpu/sluice/containers/runtime"
+	"github.com/sluice-gpu/sluice/containers/runtime/process"
+	"github.com/sluice-gpu/sluice/containers/runtime/runtimetest"
+)
+
+var (
+	buildOnce sync.Once
+	testfn    string
+	binDir    string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func testFunction(t *testing.T) string {
+	buildOnce.Do(func() {
+		var err error
+		if binDir, err = os.MkdirTemp("", "sluice-testfn"); err != nil {
+			t.Fatal(err)
+		}
+		testfn = runtimetest.BuildTestFunction(t, binDir)
+	})
+	if testfn == "" {
+		t.Fatal("testfn not built")
+	}
+	return testfn
+}
+
+// stateDir is short: Unix socket paths must stay under 108 bytes.
+func stateDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "slp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	bin := testFunction(t)
+	dir := stateDir(t)
+	runtimetest.Run(t, runtimetest.Fixture{
+		New: func(t *testing.T, instance string) runtime.Runtime {
+			rt, err := process.New(process.Config{Instance: instance, StateDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rt.Close() })
+			return rt
+		},
+		Spec: func(fn string) runtime.Spec {
+			return runtime.Spec{Function: fn, Command: []string{bin}}
+		},
+	})
+}
+
+func TestCreateRejects(t *testing.T) {
+	rt, err := process.New(process.Config{Instance: "rej", StateDir: stateDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		spec runtime.Spec
+		want error
+	}{
+		{"openwhisk", runtime.Spec{Function: "ow", Command: []string{"/bin/true"}, Protocol: protocol.KindOpenWhisk}, runtime.ErrNotSupported},
+		{"no command", runtime.Spec{Function: "x"}, runtime.ErrInvalid},
+		{"missing binary", runtime.Spec{Function: "x", Command: []string{"/nonexistent/fn"}}, runtime.ErrNotFound},
+		{"gpu without shim", runtime.Spec{Function: "g", Command: []string{"/bin/true"}, GPU: true}, runtime.ErrNotSupported},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := rt.Create(context.Background(), tc.spec); !errors.Is(err, tc.want) {
+				t.Errorf("create: got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestGPUInjection(t *testing.T) {
+	bin := testFunction(t)
+	dir := t.TempDir()
+	shim := dir + "/libsluice.so"
+	fake := dir + "/fakecuda/libcuda.so.1"
+	os.MkdirAll(dir+"/fakecuda", 0o755)
+	os.WriteFile(shim, nil, 0o644) // an empty file: the test function is static, LD_PRELOAD is not loaded
+	os.WriteFile(fake, nil, 0o644)
+	rt, err := process.New(process.Config{Instance: "gpu", StateDir: stateDir(t), GPU: runtime.GPUConfig{
+		Shim: shim, FakeCUDA: fake, FakeCUDADevice: dir + "/dev/gpu0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := runtimetest.StartInstance(t, rt, runtime.Spec{Function: "gpufn", Command: []string{bin}, GPU: true})
+	idir, _ := rt.Dir(in.ID)
+	for name, want := range map[string]string{
+		"LD_PRELOAD":                    shim,
+		runtime.EnvShimSocket:           idir + "/" + runtime.ShimSocketName,
+		runtime.EnvFakeCUDADevice:       dir + "/dev/gpu0",
+		"LD_LIBRARY_PATH":               dir + "/fakecuda",
+		"PYTORCH_CUDA_ALLOC_CONF":       "expandable_segments:False",
+		"TF_FORCE_GPU_ALLOW_GROWTH":     "true",
+		"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+	} {
+		got := runtimetest.Call(t, in, map[string]any{"op": "env", "name": name})
+		if got["value"] != want {
+			t.Errorf("%s: got %v, want %q", name, got["value"], want)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by every Config validation error.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// Policy names a queueing policy.
+type Policy string
+
+// The policies.
+const (
+	// PolicyFCFS: one FIFO over all functions; consecutive arrivals of the
+	// same function run back to back in one container.
+	PolicyFCFS Policy = "fcfs"
+	// PolicyBatch: dispatch the whole queue of the function holding the
+	// oldest request (Config.BatchCap limits it; "batch:N" sets it).
+	PolicyBatch Policy = "batch"
+	// PolicySJF: Paella-style shortest job first with deficit counters.
+	PolicySJF Policy = "sjf"
+	// PolicyMQFQ: multi-queue fair queueing, lowest start tag, no stickiness.
+	PolicyMQFQ Policy = "mqfq"
+	// PolicyMQFQSticky: the paper's MQFQ-Sticky.
+	PolicyMQFQSticky Policy = "mqfq-sticky"
+	// PolicySluice: MQFQ-Sticky plus Sluice's improvements (see Improvements).
+	PolicySluice Policy = "sluice"
+)
+
+// Policies lists every policy in the order reports show them.
+var Policies = []Policy{PolicyFCFS, PolicyBatch, PolicySJF, PolicyMQFQ, PolicyMQFQSticky, PolicySluice}
+
+// Improvements are Sluice's departures from MQFQ-Sticky (reference section
+// 6). PolicySluice turns on all but PrefetchAhead, which measured worse
+// (docs/EVALUATION.md has the ablation); each can be switched for ablation.
+type Improvements struct {
+	// NoTokenColdStart: never hold a D slot while a container starts; start
+	// containers for flows without an idle one and dispatch others meanwhile.
+	NoTokenColdStart bool
+	// MemoryAware: make room by evicting idle containers of Inactive flows
+	// first, then Throttled, then Active (LRU within each), and keep
+	// activations that do not fit on the host until their dispatch.
+	MemoryAware bool
+	// CostAwareTTL: keep an idle flow resident for at least CostTTLFactor x
+	// its swap-in time plus its cold start amortized over its queue, i.e. do
+	// not evict a flow whose re-fetch costs more than waiting.
+	CostAwareTTL bool
+	// ScaleT: throttle threshold T = TScale x the mean tau of backlogged
+	// flows (never below Config.T/10), instead of a constant.
+	ScaleT bool
+	// WaitForBusy: do not cold-start a second container for a flow whose
+	// only containers are busy when its running invocation is expected to
+	// finish sooner than a cold start; pick another flow meanwhile.
+	WaitForBusy bool
+	// PrefetchAhead: never hold a D slot while a container's memory moves
+	// to the GPU; prefetch a queued flow's idle container without a slot
+	// and dispatch it once resident.
+	PrefetchAhead bool
+	// Retag: when a flow's GPU-time estimate changes by 2x or more from the
+	// one its queued requests were tagged with (always, on its first
+	// measurement, which replaces the T/10 prior), re-tag the queue with
+	// the new estimate, so requests are charged their measured cost.
+	Retag bool
+}
+
+// Config configures a Scheduler. Zero fields take the default named in their
+// comment; Validate rejects impossible values instead of clamping them.
+type Config struct {
+	// Policy selects the queueing policy. Default mqfq-sticky.
+	Policy Policy
+	// GPUs is the number of GPUs. Default 1.
+	GPUs int
+	// D is the device concurrency: invocations running at once per GPU.
+	// Default 2.
+	D int
+	// GPUMemBytes is each GPU's memory capacity. Default 16 GiB.
+	GPUMemBytes int64
+	// T is the throttle threshold: a flow whose start tag is more than T
+	// ahead of virtual time waits. Default 5s. Negative: no throttling.
+	T time.Duration
+	// TTL is the anticipation grace period after a flow's queue empties.
+	// TTL >= 0: that many seconds; TTL < 0: |TTL| x the flow's mean
+	// inter-arrival time. Default -1.5 (mqfq-sticky, sluice); fcfs, batch,
+	// sjf and mqfq have no anticipation and ignore it.
+	TTL float64
+	// TTLSet marks TTL as given even when it is 0.
+	TTLSet bool
+	// SelectCount is the candidate set size. Default 20.
+	SelectCount int
+	// UtilCap gates dispatch on estimated GPU utilization (0-1). Default 0:
+	// off.
+	UtilCap float64
+	// BatchCap caps PolicyBatch's batches. Default 0: whole queue.
+	BatchCap int
+	// ContainersPerGPU is the warm pool's limit per GPU. Default 32.
+	ContainersPerGPU int
+	// KeepAlive stops a container idle this long. Default 10m.
+	KeepAlive time.Duration
+	// DefaultMemBytes is the footprint of a function that did not say.
+	// Default 3 GB (the paper's assumption).
+	DefaultMemBytes int64
+	// NoMemoryManagement disables Prefetch and Evict actions (pure demand
+	// paging). Default false.
+	NoMemoryManagement bool
+	// Improvements are Sluice's changes; New fills them for PolicySluice
+	// unless ImprovementsSet.
+	Improvements Improvements
+	// ImprovementsSet means Improvements were chosen by the caller.
+	ImprovementsSet bool
+	// TScale is the multiple of the mean tau used by Improvements.ScaleT.
+	// Default 3.
+	TScale float64
+	// CostTTLFactor is used by Improvements.CostAwareTTL. Default 4.
+	CostTTLFactor float64
+	// MonitorPeriod is how often utilization re-checks wake the scheduler
+	// when a utilization cap blocks dispatch. Default 500ms.
+	MonitorPeriod time.Duration
+}
+
+// ParsePolicy parses a policy name; "batch:N" sets the batch cap.
+func ParsePolicy(s string) (Policy, int, error) {
+	name, arg, hasArg := strings.Cut(s, ":")
+	p := Policy(name)
+	known := false
+	for _, q := range Policies {
+		if p == q {
+			known = true
+		}
+	}
+	if !known {
+		return "", 0, fmt.Errorf("unknown policy %q (want one of fcfs, batch, batch:N, sjf, mqfq, mqfq-sticky, sluice)", s)
+	}
+	if !hasArg {
+		return p, 0, nil
+	}
+	if p != PolicyBatch {
+		return "", 0, fmt.Errorf("policy %q takes no argument", s)
+	}
+	n, err := strconv.Atoi(arg)
+	if err != nil || n < 1 {
+		return "", 0, fmt.Errorf("policy %q: batch cap must be a positive integer", s)
+	}
+	return p, n, nil
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Policy == "" {
+		c.Policy = PolicyMQFQSticky
+	}
+	if c.GPUs == 0 {
+		c.GPUs = 1
+	}
+	if c.D == 0 {
+		c.D = 2
+	}
+	if c.GPUMemBytes == 0 {
+		c.GPUMemBytes = 16 << 30
+	}
+	if c.T == 0 {
+		c.T = 5 * time.Second
+	}
+	if c.TTL == 0 && !c.TTLSet {
+		c.TTL = -1.5
+	}
+	if c.SelectCount == 0 {
+		c.SelectCount = 20
+	}
+	if c.ContainersPerGPU == 0 {
+		c.ContainersPerGPU = 32
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 10 * time.Minute
+	}
+	if c.DefaultMemBytes == 0 {
+		c.DefaultMemBytes = 3e9
+	}
+	if c.TScale == 0 {
+		c.TScale = 3
+	}
+	if c.CostTTLFactor == 0 {
+		c.CostTTLFactor = 4
+	}
+	if c.MonitorPeriod == 0 {
+		c.MonitorPeriod = 500 * time.Millisecond
+	}
+	if c.Policy == PolicySluice && !c.ImprovementsSet {
+		c.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true}
+	}
+	return c
+}
+
+// Validate reports the first impossible value, naming the field.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	if _, _, err := ParsePolicy(string(c.Policy)); err != nil {
+		return bad("Policy", "%v", err)
+	}
+	switch {
+	case c.GPUs < 1 || c.GPUs > 1024:
+		return bad("GPUs", "%d not in 1..1024", c.GPUs)
+	case c.D < 1 || c.D > 1024:
+		return bad("D", "%d not in 1..1024", c.D)
+	case c.GPUMemBytes <= 0:
+		return bad("GPUMemBytes", "%d must be positive", c.GPUMemBytes)
+	case c.SelectCount < 1:
+		return bad("SelectCount", "%d must be at least 1", c.SelectCount)
+	case c.UtilCap < 0 || c.UtilCap > 1:
+		return bad("UtilCap", "%g not in 0..1", c.UtilCap)
+	case c.BatchCap < 0:
+		return bad("BatchCap", "%d must not be negative", c.BatchCap)
+	case c.ContainersPerGPU < 1:
+		return bad("ContainersPerGPU", "%d must be at least 1", c.ContainersPerGPU)
+	case c.KeepAlive < 0:
+		return bad("KeepAlive", "%v must not be negative", c.KeepAlive)
+	case c.DefaultMemBytes <= 0:
+		return bad("DefaultMemBytes", "%d must be positive", c.DefaultMemBytes)
+	case c.TScale <= 0:
+		return bad("TScale", "%g must be positive", c.TScale)
+	case c.CostTTLFactor < 0:
+		return bad("CostTTLFactor", "%g must not be negative", c.CostTTLFactor)
+	case c.MonitorPeriod <= 0:
+		return bad("MonitorPeriod", "%v must be positive", c.MonitorPeriod)
+	case c.TTL != c.TTL || c.TTL > 1e6 || c.TTL < -1e3:
+		return bad("TTL", "%g out of range", c.TTL)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package core
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"testing"
+	"time"
+)
+
+func mustNew(t *testing.T, cfg Config) *Scheduler {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustStep(t *testing.T, s *Scheduler, at float64, ev Event) Ready {
+	t.Helper()
+	if err := s.Step(TimeOf(at), ev); err != nil {
+		t.Fatalf("step %v at %gs: %v", ev.Kind, at, err)
+	}
+	rd := s.Ready()
+	rd.Actions = slices.Clone(rd.Actions) // Ready's slices alias the scheduler's buffers
+	rd.Changes = slices.Clone(rd.Changes)
+	return rd
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"batch cap", Config{Policy: PolicyBatch, BatchCap: 10}, true},
+		{"unknown policy", Config{Policy: "lottery"}, false},
+		{"negative D", Config{D: -1}, false},
+		{"zero memory", Config{GPUMemBytes: -5}, false},
+		{"util cap above 1", Config{UtilCap: 1.5}, false},
+		{"NaN TTL", Config{TTL: math.NaN()}, false},
+		{"negative keep-alive", Config{KeepAlive: -time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("New: err = %v, want ok = %v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("error %v does not wrap ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in  string
+		p   Policy
+		n   int
+		bad bool
+	}{
+		{"fcfs", PolicyFCFS, 0, false},
+		{"batch:10", PolicyBatch, 10, false},
+		{"batch:0", "", 0, true},
+		{"mqfq:3", "", 0, true},
+		{"mqfq-sticky", PolicyMQFQSticky, 0, false},
+		{"", "", 0, true},
+	} {
+		p, n, err := ParsePolicy(tc.in)
+		if (err != nil) != tc.bad || p != tc.p || n != tc.n {
+			t.Errorf("ParsePolicy(%q) = %q, %d, %v", tc.in, p, n, err)
+		}
+	}
+}
+
+// TestTags checks start and finish tags: S = max(V, F_flow), F = S + tau/w,
+// an idle flow cannot bank credit, and weights scale the charge.
+func TestTags(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, T: 10 * time.Second})
+	mustStep(t, s, 0, Register(0, "a", 1, 1e9))
+	mustStep(t, s, 0, Register(1, "b", 2, 1e9))
+	// No history: tau = T/10 = 1s.
+	mustStep(t, s, 0, Arrived(1, 0)) // a: S=0 F=1 (popped: cold start holds the slot)
+	mustStep(t, s, 0, Arrived(2, 0)) // a: S=1 F=2
+	mustStep(t, s, 0, Arrived(3, 1)) // b (weight 2): S=V F=V+0.5
+	st := s.Status()
+	a, b := st.Flows[0], st.Flows[1]
+	if a.S != 1 || a.F != 2 {
+		t.Errorf("flow a tags S=%g F=%g, want 1, 2", a.S, a.F)
+	}
+	if b.S != st.VirtualTime || b.F != b.S+0.5 {
+		t.Errorf("flow b tags S=%g F=%g with V=%g, want S=V, F=V+0.5", b.S, b.F, st.VirtualTime)
+	}
+	if st.VirtualTime != 1 {
+		t.Errorf("V = %g, want 1 (min start tag of backlogged flows)", st.VirtualTime)
+	}
+}
+
+// TestVirtualTimeMonotonic: V never decreases, also when every queue empties.
+func TestVirtualTimeMonotonic(t *testing.T) {
+	d := newDriver(t, Config{Policy: PolicyMQFQSticky, D: 2}, 3)
+	last := 0.0
+	d.check = func(d *driver) {
+		if d.s.v < last {
+			t.Fatalf("V went back from %g to %g", last, d.s.v)
+		}
+		last = d.s.v
+	}
+	for f := 0; f < 4; f++ {
+		d.step(Register(FnID(f), "f", 0, 1e9))
+	}
+	for i := 1; i <= 200; i++ {
+		d.now += Time(50 * time.Millisecond)
+		d.step(Arrived(InvID(i), FnID(i%4)))
+		d.answerOne(func(Action) time.Duration { return 300 * time.Millisecond })
+	}
+	if last == 0 {
+		t.Fatal("V never advanced")
+	}
+}
+
+// TestTTL checks the anticipation period: TTL >= 0 is seconds; TTL < 0 is
+// |TTL| x mean inter-arrival time; mqfq (not sticky) has none.
+func TestTTL(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+		ttl    float64
+		want   float64
+	}{
+		{"fixed", PolicyMQFQSticky, 2, 2},
+		{"iat multiple", PolicyMQFQSticky, -1.5, 1.5 * 4},
+		{"zero", PolicyMQFQSticky, 0, 0},
+		{"mqfq has none", PolicyMQFQ, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustNew(t, Config{Policy: tc.policy, TTL: tc.ttl, TTLSet: true})
+			mustStep(t, s, 0, Register(0, "a", 0, 0))
+			for i, at := range []float64{0, 4, 8} {
+				mustStep(t, s, at, Arrived(InvID(i+1), 0))
+			}
+			if got := s.ttl(s.flows[0]); math.Abs(got-tc.want) > 1e-9 {
+				t.Fatalf("ttl = %g, want %g", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestStateTransitions walks one flow through inactive -> active ->
+// (queue empties, in flight) active -> (TTL) inactive, with memory following.
+func TestStateTransitions(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 2, TTL: 3, TTLSet: true})
+	mustStep(t, s, 0, Register(0, "a", 0, 2e9))
+	rd := mustStep(t, s, 0, Arrived(1, 0))
+	if len(rd.Changes) != 1 || rd.Changes[0].To != Active {
+		t.Fatalf("arrival: changes %v, want inactive -> active", rd.Changes)
+	}
+	mustStep(t, s, 1, ContainerReady(1))
+	rd = mustStep(t, s, 2, Completed(1, time.Second, 0))
+	if len(rd.Changes) != 0 || s.flows[0].state != Active {
+		t.Fatalf("completion within TTL: state %v, changes %v", s.flows[0].state, rd.Changes)
+	}
+	// lastServiced is when the invocation left the queue: 0s (a cold start
+	// holding the slot pops at once), so the TTL ends at 3s.
+	if rd.WakeAt != TimeOf(3) {
+		t.Fatalf("WakeAt %v, want 3s (lastServiced 0s + TTL 3s)", rd.WakeAt)
+	}
+	s.Tick(TimeOf(2.9))
+	if rd := s.Ready(); len(rd.Changes) != 0 {
+		t.Fatalf("before TTL: changes %v", rd.Changes)
+	}
+	s.Tick(TimeOf(3))
+	rd = s.Ready()
+	if len(rd.Changes) != 1 || rd.Changes[0].To != Inactive {
+		t.Fatalf("at TTL: changes %v, want active -> inactive", rd.Changes)
+	}
+	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActEvict {
+		t.Fatalf("at TTL: actions %v, want one evict", rd.Actions)
+	}
+}
+
+// TestMultiGPUStickiness: a flow goes back to the GPU holding its warm
+// container, and the slot it uses is on that GPU.
+func TestMultiGPUStickiness(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, GPUs: 3, D: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Register(1, "b", 0, 0))
+	rd := mustStep(t, s, 0, Arrived(1, 1))
+	gpuB := rd.Actions[0].GPU
+	mustStep(t, s, 1, ContainerReady(rd.Actions[0].Ctr))
+	mustStep(t, s, 2, Completed(1, time.Second, 0))
+	for i := 2; i < 6; i++ {
+		rd = mustStep(t, s, float64(i), Arrived(InvID(i), 1))
+		var disp *Action
+		for j := range rd.Actions {
+			if rd.Actions[j].Kind == ActDispatch {
+				disp = &rd.Actions[j]
+			}
+		}
+		if disp == nil || disp.GPU != gpuB {
+			t.Fatalf("arrival %d: actions %v, want a dispatch on gpu %d", i, rd.Actions, gpuB)
+		}
+		if used := s.gpus[gpuB].used; used != 1 {
+			t.Fatalf("gpu %d slots used %d, want 1", gpuB, used)
+		}
+		mustStep(t, s, float64(i)+0.5, Completed(InvID(i), time.Second, 0))
+	}
+}
+
+// TestWarmPoolLimit: with one container per GPU, a second function's cold
+// start stops the idle container of the first (LRU).
+func TestWarmPoolLimit(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, ContainersPerGPU: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Register(1, "b", 0, 0))
+	mustStep(t, s, 0, Arrived(1, 0))
+	mustStep(t, s, 1, ContainerReady(1))
+	mustStep(t, s, 2, Completed(1, time.Second, 0))
+	rd := mustStep(t, s, 3, Arrived(2, 1))
+	var kinds []ActionKind
+	for _, a := range rd.Actions {
+		kinds = append(kinds, a.Kind)
+	}
+	if len(kinds) < 2 || kinds[0] != ActStopContainer || kinds[len(kinds)-1] != ActStartContainer {
+		t.Fatalf("actions %v: want stop-container of c1 before start-container", rd.Actions)
+	}
+}
+
+// TestKeepAlive: an idle container is stopped after the keep-alive.
+func TestKeepAlive(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, KeepAlive: time.Minute})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Arrived(1, 0))
+	mustStep(t, s, 1, ContainerReady(1))
+	rd := mustStep(t, s, 2, Completed(1, time.Second, 0))
+	for rd.WakeAt != Never && rd.WakeAt <= TimeOf(62) {
+		s.Tick(rd.WakeAt)
+		rd = s.Ready()
+		for _, a := range rd.Actions {
+			if a.Kind == ActStopContainer {
+				if s.Now() != TimeOf(62) {
+					t.Fatalf("stopped at %v, want 62s", s.Now())
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("container never stopped")
+}
+
+// TestContainerFailedRequeues: a failed cold start puts the invocation back
+// at the head of its queue; three failures in a row fail it.
+func TestContainerFailedRequeues(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	rd := mustStep(t, s, 0, Arrived(1, 0))
+	for i := 0; i < 3; i++ {
+		if len(rd.Actions) == 0 || rd.Actions[len(rd.Actions)-1].Kind != ActStartContainer {
+			t.Fatalf("try %d: actions %v, want a start", i, rd.Actions)
+		}
+		rd = mustStep(t, s, float64(i+1), ContainerFailed(rd.Actions[len(rd.Actions)-1].Ctr, "no image"))
+	}
+	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActFail || rd.Actions[0].Inv != 1 {
+		t.Fatalf("after 3 failures: actions %v, want fail inv=1", rd.Actions)
+	}
+}
+
+// TestMemoryMakeRoom: dispatching to a container whose memory is off the GPU
+// evicts idle containers (LRU) until it fits, before the prefetch.
+func TestMemoryMakeRoom(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, GPUMemBytes: 10e9, TTL: 100, TTLSet: true})
+	for f := 0; f < 4; f++ {
+		mustStep(t, s, 0, Register(FnID(f), "f", 0, 4e9))
+	}
+	now := 0.0
+	run := func(inv InvID, fn FnID, ctr CtrID, cold bool) Ready {
+		now++
+		rd := mustStep(t, s, now, Arrived(inv, fn))
+		if cold {
+			now++
+			mustStep(t, s, now, ContainerReady(ctr))
+		}
+		now++
+		mustStep(t, s, now, Completed(inv, time.Second, 0))
+		return rd
+	}
+	run(1, 0, 1, true) // c1 resident (4 GB)
+	run(2, 1, 2, true) // c2 resident (8 GB)
+	rd := run(3, 2, 3, true)
+	if len(rd.Actions) < 2 || rd.Actions[0].Kind != ActEvict || rd.Actions[0].Ctr != 1 {
+		t.Fatalf("third function: actions %v, want evict c1 (LRU) before start", rd.Actions)
+	}
+	if s.gpus[0].resident > 10e9 {
+		t.Fatalf("resident %d over capacity", s.gpus[0].resident)
+	}
+}

@@ -1,0 +1,411 @@
+package core
+
+import "slices"
+
+// schedule runs the dispatch loop: while a D slot is free and some flow can
+// be served, ask the policy which flow and serve it.
+func (s *Scheduler) schedule() {
+	s.unthrottle()
+	s.utilGap = false
+	if len(s.boundReady) > 0 {
+		s.serveBound()
+	}
+	for s.queued > 0 && s.freeSlot() {
+		f, batch := s.pol.pick(s)
+		if f == nil {
+			return
+		}
+		s.serve(f, batch)
+		s.unthrottle()
+	}
+}
+
+// slotFree reports whether g can take one more invocation.
+func (s *Scheduler) slotFree(g *gpu) bool {
+	if g.used >= s.cfg.D {
+		return false
+	}
+	if s.cfg.UtilCap > 0 && g.utilSeen && g.utilEst > s.cfg.UtilCap {
+		s.utilGap = true
+		return false
+	}
+	return true
+}
+
+func (s *Scheduler) freeSlot() bool {
+	for _, g := range s.gpus {
+		if s.slotFree(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// noTokenColdStart reports whether cold starts run without a D slot.
+func (s *Scheduler) noTokenColdStart() bool { return s.cfg.Improvements.NoTokenColdStart }
+
+// servable reports whether f's head could be dispatched now in the
+// reference's terms: an idle container on a GPU with a free slot, or a free
+// slot and pool room for a cold start. It changes nothing.
+func (s *Scheduler) servable(f *flow) bool {
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle && s.slotFree(c.g) {
+			return true
+		}
+	}
+	return s.gpuForCold(f) != nil
+}
+
+// ready is asked about a servable flow the policy wants to dispatch. By
+// default it says yes. With WaitForBusy, a flow that would need a cold start
+// while its running invocation will free a warm container sooner says no
+// (the policy moves on to its next choice). With PrefetchAhead, a flow whose
+// idle container's memory is off the GPU gets a prefetch without a slot and
+// says no until the memory has landed.
+func (s *Scheduler) ready(f *flow) bool {
+	imp := s.cfg.Improvements
+	ahead := imp.PrefetchAhead && !s.cfg.NoMemoryManagement
+	var idle *container
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle && s.slotFree(c.g) {
+			if !ahead || c.landed {
+				return true
+			}
+			if idle == nil || (c.resident && !idle.resident) {
+				idle = c
+			}
+		}
+	}
+	if idle != nil {
+		if idle.resident {
+			return false // its prefetch is on the way
+		}
+		s.makeRoom(idle.g, idle.bytes, idle, roomNotQueued)
+		if idle.g.resident+idle.bytes > s.cfg.GPUMemBytes {
+			return true // cannot be brought in ahead: prefetch with the slot held
+		}
+		s.prefetch(idle, true)
+		return false
+	}
+	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
+		return false // no GPU can take another cold start now
+	}
+	if imp.WaitForBusy && f.inFlight > 0 {
+		cold := f.coldSec
+		if cold == 0 {
+			cold = 2 * f.tau
+		}
+		if float64(f.q.len())*f.tau < cold {
+			return false // its running invocation frees a warm container sooner
+		}
+	}
+	return true
+}
+
+// serveBound runs requests bound to containers that finished a cold start
+// without a slot, oldest first, as slots free up.
+func (s *Scheduler) serveBound() {
+	n := 0
+	for _, c := range s.boundReady {
+		if s.slotFree(c.g) {
+			c.g.used++
+			c.token = true
+			c.bound = false
+			s.run(c, c.boundReq)
+			continue
+		}
+		s.boundReady[n] = c
+		n++
+	}
+	clear(s.boundReady[n:])
+	s.boundReady = s.boundReady[:n]
+}
+
+// serve dispatches f's head (and, for batching policies, binds up to
+// batch-1 more of its requests to the same container).
+func (s *Scheduler) serve(f *flow, batch int) {
+	var c *container
+	var g *gpu
+	for _, gg := range s.gpus {
+		if !s.slotFree(gg) {
+			continue
+		}
+		if cc := f.idleContainer(gg); cc != nil && (c == nil || (cc.resident && !c.resident)) {
+			c, g = cc, gg
+		}
+	}
+	if c == nil {
+		if s.noTokenColdStart() {
+			// Cold start without a slot: the request is popped (its flow is
+			// charged, as if it ran) and bound to the new container, which
+			// takes a slot once it is up.
+			g = s.gpuForBoundStart(f)
+			r := s.pop(f)
+			c = s.startContainer(f, g)
+			c.bound, c.boundReq, c.batchLeft = true, r, batch-1
+			s.live[r.inv] = c
+			return
+		}
+		g = s.gpuForCold(f)
+		if g == nil {
+			panic("core: serve called for a flow that cannot be served")
+		}
+	}
+	if c != nil {
+		c.state = ctrBusy // claimed: a state change at pop must not evict it
+	}
+	r := s.pop(f)
+	g.used++
+	if c == nil {
+		c = s.startContainer(f, g)
+		c.bound, c.boundReq, c.token, c.batchLeft = true, r, true, batch-1
+		s.live[r.inv] = c
+		return
+	}
+	c.token, c.batchLeft = true, batch-1
+	s.run(c, r)
+}
+
+// run starts request r on container c, which holds a D slot.
+func (s *Scheduler) run(c *container, r request) {
+	c.state = ctrBusy
+	c.cur = r.inv
+	c.lastUsed = s.now
+	s.live[r.inv] = c
+	s.prefetch(c, true)
+	s.emit(Action{Kind: ActDispatch, Inv: r.inv, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx, Cold: c.fresh})
+	c.fresh = false
+}
+
+// gpuForCold picks the GPU for a cold start that holds a D slot: a free
+// slot and room in the pool; most free memory first.
+func (s *Scheduler) gpuForCold(f *flow) *gpu {
+	var best *gpu
+	for _, g := range s.gpus {
+		if !s.slotFree(g) || !s.poolRoom(g) {
+			continue
+		}
+		if best == nil || g.resident < best.resident {
+			best = g
+		}
+	}
+	return best
+}
+
+// gpuForStart picks the GPU for a container started without a slot: room in
+// the pool, then fewest slots in use, then most free memory.
+func (s *Scheduler) gpuForStart(f *flow) *gpu {
+	var best *gpu
+	for _, g := range s.gpus {
+		if !s.poolRoom(g) {
+			continue
+		}
+		if best == nil || g.used < best.used || (g.used == best.used && g.resident < best.resident) {
+			best = g
+		}
+	}
+	return best
+}
+
+// gpuForBoundStart picks the GPU for a cold start without a slot: at most
+// D such starts in flight per GPU (the budget the slots gave the
+// reference), room in the pool, and room in memory once idle containers
+// are evicted (never oversubscribe for a container that is not running).
+func (s *Scheduler) gpuForBoundStart(f *flow) *gpu {
+	var best *gpu
+	for _, g := range s.gpus {
+		if g.starting >= s.cfg.D || !s.poolRoom(g) {
+			continue
+		}
+		if !s.cfg.NoMemoryManagement {
+			free := s.cfg.GPUMemBytes - g.resident
+			for _, c := range g.ctrs {
+				if c.state == ctrIdle && c.resident && c.moving == 0 {
+					free += c.bytes
+				}
+			}
+			if free < f.mem {
+				continue
+			}
+		}
+		if best == nil || g.used+g.starting < best.used+best.starting ||
+			(g.used+g.starting == best.used+best.starting && g.resident < best.resident) {
+			best = g
+		}
+	}
+	return best
+}
+
+// poolRoom reports whether g can take another container, counting idle
+// containers that could be stopped for it.
+func (s *Scheduler) poolRoom(g *gpu) bool {
+	if len(g.ctrs) < s.cfg.ContainersPerGPU {
+		return true
+	}
+	for _, c := range g.ctrs {
+		if c.state == ctrIdle {
+			return true
+		}
+	}
+	return false
+}
+
+// startContainer starts a container of f on g, stopping the least recently
+// used idle container if the pool is full and making room in memory.
+func (s *Scheduler) startContainer(f *flow, g *gpu) *container {
+	if len(g.ctrs) >= s.cfg.ContainersPerGPU {
+		var lru *container
+		for _, c := range g.ctrs {
+			if c.state == ctrIdle && (lru == nil || c.lastUsed < lru.lastUsed) {
+				lru = c
+			}
+		}
+		if lru != nil {
+			s.removeContainer(lru, true)
+		}
+	}
+	s.nextC++
+	c := &container{id: s.nextC, f: f, g: g, state: ctrStarting, bytes: f.mem, fresh: true, startedAt: s.now, lastUsed: s.now}
+	s.ctrs[c.id] = c
+	f.ctrs = append(f.ctrs, c)
+	g.ctrs = append(g.ctrs, c)
+	f.starting++
+	g.starting++
+	// A new container initializes CUDA and allocates on the device.
+	if !s.cfg.NoMemoryManagement {
+		s.makeRoom(g, c.bytes, nil, roomAny)
+	}
+	c.resident = true
+	g.resident += c.bytes
+	s.emit(Action{Kind: ActStartContainer, Ctr: c.id, Fn: f.id, GPU: g.idx})
+	return c
+}
+
+// removeContainer forgets c (which must not be running anything) and, if
+// stop, emits StopContainer.
+func (s *Scheduler) removeContainer(c *container, stop bool) {
+	if c.resident {
+		c.g.resident -= c.bytes
+		c.resident = false
+	}
+	delete(s.ctrs, c.id)
+	c.f.ctrs = slices.DeleteFunc(c.f.ctrs, func(x *container) bool { return x == c })
+	c.g.ctrs = slices.DeleteFunc(c.g.ctrs, func(x *container) bool { return x == c })
+	if stop {
+		s.emit(Action{Kind: ActStopContainer, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx})
+	}
+}
+
+// ---- memory ----
+
+// evict moves an idle container's memory to the host.
+func (s *Scheduler) evict(c *container) {
+	if s.cfg.NoMemoryManagement || !c.resident || c.state == ctrBusy || c.state == ctrStarting {
+		return
+	}
+	c.resident = false
+	c.landed = false
+	c.g.resident -= c.bytes
+	c.moving++
+	s.emit(Action{Kind: ActEvict, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx, Bytes: c.bytes})
+}
+
+// prefetch moves c's memory to its GPU. For a dispatch (force) it first
+// makes room by evicting idle containers; otherwise it prefetches only if c
+// fits (with MemoryAware, after evicting idle containers of flows that are
+// not Active).
+func (s *Scheduler) prefetch(c *container, force bool) {
+	if s.cfg.NoMemoryManagement || c.resident {
+		return
+	}
+	g := s.gpus[c.g.idx]
+	if !force {
+		if g.resident+c.bytes > s.cfg.GPUMemBytes {
+			if !s.cfg.Improvements.MemoryAware {
+				return
+			}
+			s.makeRoom(g, c.bytes, c, roomNotActive)
+			if g.resident+c.bytes > s.cfg.GPUMemBytes {
+				return
+			}
+		}
+	} else {
+		s.makeRoom(g, c.bytes, c, roomAny)
+	}
+	c.resident = true
+	c.landed = false
+	g.resident += c.bytes
+	c.moving++
+	c.prefetchAt = s.now
+	s.emit(Action{Kind: ActPrefetch, Ctr: c.id, Fn: c.f.id, GPU: g.idx, Bytes: c.bytes})
+}
+
+// activateMemory prefetches the idle containers of a flow that turned Active.
+func (s *Scheduler) activateMemory(f *flow) {
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle {
+			s.prefetch(c, false)
+		}
+	}
+}
+
+// victimClass orders eviction candidates: with MemoryAware, containers of
+// Inactive flows go first, then Throttled, then Active; otherwise all alike.
+func (s *Scheduler) victimClass(c *container) int {
+	if !s.cfg.Improvements.MemoryAware {
+		return 0
+	}
+	switch c.f.state {
+	case Inactive:
+		return 0
+	case Throttled:
+		return 1
+	}
+	return 2
+}
+
+// Victim filters for makeRoom.
+const (
+	roomAny       = iota // any idle container whose memory has landed
+	roomNotActive        // ... of a flow that is not Active
+	roomNotQueued        // ... of a flow with no queued work
+)
+
+// makeRoom evicts idle resident containers of g (except keep) until need
+// more bytes fit, in victim-class then least-recently-used order. Memory
+// still moving is never a victim (that could ping-pong forever).
+func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, mode int) {
+	if g.resident+need <= s.cfg.GPUMemBytes {
+		return
+	}
+	v := s.victims[:0]
+	for _, c := range g.ctrs {
+		if c != keep && c.state == ctrIdle && c.resident && c.moving == 0 &&
+			(mode != roomNotActive || c.f.state != Active) && (mode != roomNotQueued || c.f.q.len() == 0) {
+			v = append(v, c)
+		}
+	}
+	slices.SortFunc(v, func(a, b *container) int {
+		if ca, cb := s.victimClass(a), s.victimClass(b); ca != cb {
+			return ca - cb
+		}
+		if a.lastUsed != b.lastUsed {
+			if a.lastUsed < b.lastUsed {
+				return -1
+			}
+			return 1
+		}
+		if a.id < b.id {
+			return -1
+		}
+		return 1
+	})
+	for _, c := range v {
+		if g.resident+need <= s.cfg.GPUMemBytes {
+			break
+		}
+		s.evict(c)
+	}
+	clear(v)
+	s.victims = v[:0]
+}

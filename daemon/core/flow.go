@@ -1,0 +1,158 @@
+package core
+
+// request is one queued invocation with its MQFQ tags.
+type request struct {
+	inv     InvID
+	seq     uint64 // global arrival order
+	arrival Time
+	s, f    float64
+	v       float64 // V at arrival
+}
+
+// ring is a FIFO of requests that reuses its buffer.
+type ring struct {
+	buf  []request
+	head int
+	n    int
+}
+
+func (r *ring) len() int { return r.n }
+
+func (r *ring) grow() {
+	nb := make([]request, max(8, 2*len(r.buf)))
+	for i := 0; i < r.n; i++ {
+		nb[i] = r.buf[(r.head+i)%len(r.buf)]
+	}
+	r.buf, r.head = nb, 0
+}
+
+func (r *ring) push(q request) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = q
+	r.n++
+}
+
+func (r *ring) pushFront(q request) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.head = (r.head - 1 + len(r.buf)) % len(r.buf)
+	r.buf[r.head] = q
+	r.n++
+}
+
+func (r *ring) at(i int) *request { return &r.buf[(r.head+i)%len(r.buf)] }
+
+func (r *ring) pop() request {
+	q := r.buf[r.head]
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return q
+}
+
+// flow is one function's queue and MQFQ state.
+type flow struct {
+	id     FnID
+	name   string
+	weight float64
+	mem    int64 // footprint estimate, bytes
+
+	q     ring
+	S, F  float64 // start and finish tags, virtual seconds
+	state FlowState
+
+	inFlight     int
+	lastServiced Time
+	tau          float64 // EWMA of GPU time, seconds
+	tauKnown     bool
+	tagTau       float64 // the tau the queued requests were tagged with
+
+	nArr              int
+	firstArr, lastArr Time
+
+	hidx     [nHeaps]int
+	ttlArmed bool
+	ttlAt    Time
+
+	ctrs       []*container
+	starting   int     // containers starting
+	coldSec    float64 // observed cold-start seconds (EWMA), 0 = unknown
+	swapSec    float64 // observed swap-in seconds (EWMA), 0 = unknown
+	failStreak int
+	deficit    float64 // PolicySJF
+}
+
+// meanIAT returns the flow's mean inter-arrival time in seconds (0 if fewer
+// than two arrivals).
+func (f *flow) meanIAT() float64 {
+	if f.nArr < 2 {
+		return 0
+	}
+	return f.lastArr.Sub(f.firstArr).Seconds() / float64(f.nArr-1)
+}
+
+// idleContainer returns f's best idle container on g (nil: any GPU):
+// resident ones first, then the most recently used.
+func (f *flow) idleContainer(g *gpu) *container {
+	var best *container
+	for _, c := range f.ctrs {
+		if c.state != ctrIdle || (g != nil && c.g != g) {
+			continue
+		}
+		if best == nil || (c.resident && !best.resident) ||
+			(c.resident == best.resident && c.lastUsed > best.lastUsed) {
+			best = c
+		}
+	}
+	return best
+}
+
+type ctrState uint8
+
+const (
+	ctrStarting ctrState = iota
+	ctrIdle
+	ctrBusy
+)
+
+// container is one warm-pool container. resident is the target of its
+// memory (on the GPU or not); moves are asynchronous and counted as done
+// when requested.
+type container struct {
+	id       CtrID
+	f        *flow
+	g        *gpu
+	state    ctrState
+	resident bool
+	bytes    int64
+	lastUsed Time
+	kaArmed  bool
+	fresh    bool // has not run anything yet
+
+	startedAt  Time
+	prefetchAt Time
+	moving     int
+	landed     bool // resident and no move pending
+
+	// The invocation running, or bound to a starting container (a cold
+	// start that holds its D slot), and how many more of its flow's requests
+	// run back to back on it before the slot is released.
+	cur       InvID
+	bound     bool
+	boundReq  request
+	batchLeft int
+	token     bool
+}
+
+// gpu is one device: its D slots and memory.
+type gpu struct {
+	idx      int
+	used     int   // D slots in use
+	starting int   // containers starting
+	resident int64 // bytes on the device (target state)
+	ctrs     []*container
+	utilEst  float64
+	utilSeen bool
+}

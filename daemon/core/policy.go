@@ -1,0 +1,194 @@
+package core
+
+// policy decides which flow is served next. All policies share the flows
+// (queues and tags are kept for every policy), the warm pool and memory
+// management; they differ in the choice, in batching, and in whether memory
+// follows flow state.
+type policy interface {
+	// pick returns a servable flow to dispatch from and how many of its
+	// requests to run back to back on one container, or nil.
+	pick(s *Scheduler) (*flow, int)
+	// popped is told each time a request leaves f's queue.
+	popped(s *Scheduler, f *flow)
+	// memPerRun: memory moves on before and off after each run (the
+	// paper's baselines), instead of following flow state.
+	memPerRun() bool
+	// throttles: flows more than T ahead of V wait.
+	throttles() bool
+	// sticky: flows stay Active for a TTL after their queue empties.
+	sticky() bool
+}
+
+func newPolicy(cfg Config) policy {
+	switch cfg.Policy {
+	case PolicyFCFS:
+		return &fcfs{}
+	case PolicyBatch:
+		return &batchPolicy{cap: cfg.BatchCap}
+	case PolicySJF:
+		return &sjf{}
+	case PolicyMQFQ:
+		return &mqfq{}
+	}
+	return &mqfqSticky{}
+}
+
+// oldestServable returns the servable backlogged flow whose head arrived
+// first. O(backlogged flows).
+func oldestServable(s *Scheduler) *flow {
+	var best *flow
+	for _, f := range s.heaps[hBacklog].items {
+		if (best == nil || f.q.at(0).seq < best.q.at(0).seq) && s.servable(f) && s.ready(f) {
+			best = f
+		}
+	}
+	return best
+}
+
+// fcfs serves requests in arrival order; a run of consecutive arrivals of
+// one function goes to one container back to back.
+type fcfs struct{}
+
+func (fcfs) pick(s *Scheduler) (*flow, int) {
+	f := oldestServable(s)
+	if f == nil {
+		return nil, 0
+	}
+	// Requests of f older than every other flow's head are consecutive.
+	limit := ^uint64(0)
+	for _, o := range s.heaps[hBacklog].items {
+		if o != f {
+			limit = min(limit, o.q.at(0).seq)
+		}
+	}
+	n := 0
+	for n < f.q.len() && f.q.at(n).seq < limit {
+		n++
+	}
+	return f, n
+}
+func (fcfs) popped(*Scheduler, *flow) {}
+func (fcfs) memPerRun() bool          { return true }
+func (fcfs) throttles() bool          { return false }
+func (fcfs) sticky() bool             { return false }
+
+// batchPolicy dispatches the whole queue (up to cap) of the function
+// holding the oldest request.
+type batchPolicy struct{ cap int }
+
+func (b *batchPolicy) pick(s *Scheduler) (*flow, int) {
+	f := oldestServable(s)
+	if f == nil {
+		return nil, 0
+	}
+	n := f.q.len()
+	if b.cap > 0 {
+		n = min(n, b.cap)
+	}
+	return f, n
+}
+func (*batchPolicy) popped(*Scheduler, *flow) {}
+func (*batchPolicy) memPerRun() bool          { return true }
+func (*batchPolicy) throttles() bool          { return false }
+func (*batchPolicy) sticky() bool             { return false }
+
+// sjf is Paella-style: a function whose deficit reaches sjfDeficit is served
+// first; otherwise the shortest estimated execution time. Each dispatch
+// costs the chosen function 1-1/n and gives every other 1/n (kept as a
+// shared gain, so a dispatch is O(1)).
+type sjf struct{}
+
+const sjfDeficit = 25
+
+func (sjf) pick(s *Scheduler) (*flow, int) {
+	var starved, short *flow
+	for _, f := range s.heaps[hBacklog].items {
+		if f.deficit+s.sjfGain >= sjfDeficit && (starved == nil || f.deficit > starved.deficit ||
+			(f.deficit == starved.deficit && f.q.at(0).seq < starved.q.at(0).seq)) && s.servable(f) && s.ready(f) {
+			starved = f
+		}
+	}
+	if starved != nil {
+		return starved, 1
+	}
+	for _, f := range s.heaps[hBacklog].items {
+		if (short == nil || f.tau < short.tau || (f.tau == short.tau && f.q.at(0).seq < short.q.at(0).seq)) && s.servable(f) && s.ready(f) {
+			short = f
+		}
+	}
+	return short, 1
+}
+func (sjf) popped(s *Scheduler, f *flow) {
+	s.sjfGain += 1 / float64(s.nFlows)
+	f.deficit--
+}
+func (sjf) memPerRun() bool { return true }
+func (sjf) throttles() bool { return false }
+func (sjf) sticky() bool    { return false }
+
+// mqfq serves the Active flow with the lowest start tag.
+type mqfq struct{}
+
+func (mqfq) pick(s *Scheduler) (*flow, int) {
+	s.walk.reset(&s.heaps[hActive])
+	for f := s.walk.next(); f != nil; f = s.walk.next() {
+		if s.servable(f) && s.ready(f) {
+			return f, 1
+		}
+	}
+	return nil, 0
+}
+func (mqfq) popped(*Scheduler, *flow) {}
+func (mqfq) memPerRun() bool          { return false }
+func (mqfq) throttles() bool          { return true }
+func (mqfq) sticky() bool             { return false }
+
+// mqfqSticky is the paper's policy: among the (at most SelectCount) Active
+// flows with the lowest start tags, prefer fewest in flight (when D > 1),
+// then the longest queue. Flows stay Active for a TTL after emptying.
+// PolicySluice is the same choice with Config.Improvements applied
+// elsewhere (slots, memory, TTL, T).
+type mqfqSticky struct{}
+
+func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
+	s.walk.reset(&s.heaps[hActive])
+	c := s.cands[:0]
+	for f := s.walk.next(); f != nil && len(c) < s.cfg.SelectCount; f = s.walk.next() {
+		if s.servable(f) {
+			c = append(c, f)
+		}
+	}
+	// Insertion sort: at most SelectCount candidates, already in tag order.
+	byInFlight := s.cfg.D != 1
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && stickyBefore(c[j], c[j-1], byInFlight); j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+	var best *flow
+	for _, f := range c {
+		if s.ready(f) {
+			best = f
+			break
+		}
+	}
+	clear(c)
+	s.cands = c[:0]
+	return best, 1
+}
+
+// stickyBefore orders candidates: fewest in flight (if byInFlight), longest
+// queue, then lowest start tag and id (the order they were found in).
+func stickyBefore(a, b *flow, byInFlight bool) bool {
+	if byInFlight && a.inFlight != b.inFlight {
+		return a.inFlight < b.inFlight
+	}
+	if a.q.len() != b.q.len() {
+		return a.q.len() > b.q.len()
+	}
+	return tagLess(a, b)
+}
+func (mqfqSticky) popped(*Scheduler, *flow) {}
+func (mqfqSticky) memPerRun() bool          { return false }
+func (mqfqSticky) throttles() bool          { return true }
+func (mqfqSticky) sticky() bool             { return true }

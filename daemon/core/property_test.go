@@ -1,0 +1,209 @@
+package core
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+// randomTrace drives cfg with nFn functions (random weights, GPU times and
+// footprints) and nInv arrivals, answering actions in random order and
+// advancing time randomly, then drains. It returns the driver.
+func randomTrace(t *testing.T, cfg Config, seed uint64, nFn, nInv int, check func(*driver)) *driver {
+	t.Helper()
+	d := newDriver(t, cfg, seed)
+	gpu := make([]time.Duration, nFn)
+	for f := 0; f < nFn; f++ {
+		gpu[f] = time.Duration(1+d.rng.IntN(3000)) * time.Millisecond
+		w := 1.0
+		if d.rng.IntN(4) == 0 {
+			w = float64(1 + d.rng.IntN(3))
+		}
+		d.step(Event{Kind: EvRegister, Fn: FnID(f), Name: fmt.Sprintf("f%d", f), Weight: w, Bytes: int64(1+d.rng.IntN(6)) * 1e9})
+	}
+	d.check = check
+	gt := func(a Action) time.Duration { return gpu[a.Fn] }
+	for inv := 0; inv < nInv; inv++ {
+		d.now += Time(d.rng.IntN(400)) * Time(time.Millisecond)
+		fn := FnID(d.rng.IntN(nFn))
+		if d.rng.IntN(3) == 0 { // bursts favour a few functions
+			fn = FnID(d.rng.IntN(min(3, nFn)))
+		}
+		d.step(Arrived(InvID(inv+1), fn))
+		for k := d.rng.IntN(3); k > 0; k-- {
+			d.answerOne(gt)
+		}
+		if d.rng.IntN(5) == 0 {
+			d.s.Tick(d.now)
+			d.collect()
+		}
+	}
+	for steps := 0; ; steps++ {
+		if steps > 100*nInv+1000 {
+			t.Fatalf("seed %d: did not drain", seed)
+		}
+		d.now += Time(time.Millisecond) * Time(1+d.rng.IntN(50))
+		if !d.answerOne(gt) {
+			if w := d.s.Ready().WakeAt; w != Never && d.s.queued > 0 {
+				d.now = max(d.now, w)
+			}
+			d.s.Tick(d.now)
+			d.collect()
+			if d.s.queued == 0 && len(d.running) == 0 && len(d.pendingStart) == 0 && len(d.moving) == 0 {
+				break
+			}
+		}
+	}
+	return d
+}
+
+var propertyConfigs = []Config{
+	{Policy: PolicyMQFQ, D: 2},
+	{Policy: PolicyMQFQSticky, D: 2},
+	{Policy: PolicyMQFQSticky, D: 1, GPUs: 2},
+	{Policy: PolicyMQFQSticky, D: 3, ContainersPerGPU: 4, GPUMemBytes: 8e9},
+	{Policy: PolicySluice, D: 2},
+	{Policy: PolicySluice, D: 2, GPUs: 2, ContainersPerGPU: 6},
+	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{NoTokenColdStart: true, PrefetchAhead: true, Retag: true, MemoryAware: true}},
+	{Policy: PolicyFCFS, D: 2},
+	{Policy: PolicyBatch, D: 2, BatchCap: 3},
+	{Policy: PolicySJF, D: 2},
+}
+
+// TestPropertyNoStarvation: every invocation of a random trace is
+// dispatched exactly once and completes, under every policy.
+func TestPropertyNoStarvation(t *testing.T) {
+	for _, cfg := range propertyConfigs {
+		for seed := uint64(1); seed <= 15; seed++ {
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+				d := randomTrace(t, cfg, seed, 1+int(seed%12), 300, nil)
+				for inv := InvID(1); inv <= 300; inv++ {
+					if !d.dispatched[inv] && !d.failed[inv] {
+						t.Fatalf("invocation %d never dispatched", inv)
+					}
+				}
+				if len(d.s.live) != 0 {
+					t.Fatalf("%d invocations still live after draining", len(d.s.live))
+				}
+			})
+		}
+	}
+}
+
+// TestPropertyWorkConservation: after every input, no GPU slot is free
+// while an Active flow has queued work it could run. For the reference
+// policies that means no Active backlogged flow is servable; Sluice may
+// leave a flow waiting only for its own container start, a start budget, or
+// its busy container (WaitForBusy).
+func TestPropertyWorkConservation(t *testing.T) {
+	for _, cfg := range propertyConfigs {
+		if cfg.Policy != PolicyMQFQ && cfg.Policy != PolicyMQFQSticky && cfg.Policy != PolicySluice {
+			continue
+		}
+		for seed := uint64(1); seed <= 15; seed++ {
+			check := func(d *driver) {
+				s := d.s
+				if !s.freeSlot() {
+					return
+				}
+				for _, f := range s.heaps[hActive].items {
+					if !s.servable(f) {
+						continue
+					}
+					if s.blockedBySluice(f) {
+						continue
+					}
+					d.t.Fatalf("at %v: a slot is free but Active flow %d (queue %d, in flight %d) is servable\n%s",
+						d.now, f.id, f.q.len(), f.inFlight, tail(d.log))
+				}
+			}
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
+			})
+		}
+	}
+}
+
+// blockedBySluice reports whether an improvement legitimately holds f back
+// (mirrors ready without its side effects).
+func (s *Scheduler) blockedBySluice(f *flow) bool {
+	imp := s.cfg.Improvements
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle && s.slotFree(c.g) {
+			return imp.PrefetchAhead && !c.landed
+		}
+	}
+	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
+		return true
+	}
+	if imp.WaitForBusy && f.inFlight > 0 {
+		cold := f.coldSec
+		if cold == 0 {
+			cold = 2 * f.tau
+		}
+		return float64(f.q.len())*f.tau < cold
+	}
+	return false
+}
+
+func tail(log []string) string {
+	out := ""
+	for _, l := range log[max(0, len(log)-8):] {
+		out += l + "\n"
+	}
+	return out
+}
+
+// TestPropertyFairnessBound: a backlogged flow's start tag never falls
+// behind V, and once it has been dispatched in its current backlog period
+// it is never more than T plus one request's charge (tau/w) ahead of V.
+// Hence for two flows continuously backlogged over an interval, the service
+// they received (the growth of S x w) differs by at most
+// 2T + tau_i/w_i + tau_j/w_j in weighted terms: MQFQ's bound.
+func TestPropertyFairnessBound(t *testing.T) {
+	for _, cfg := range propertyConfigs {
+		if cfg.Policy != PolicyMQFQ && cfg.Policy != PolicyMQFQSticky && cfg.Policy != PolicySluice {
+			continue
+		}
+		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
+			cfg.ImprovementsSet = true // ScaleT makes T vary; check the rest
+			cfg.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true}
+		}
+		for seed := uint64(1); seed <= 15; seed++ {
+			// lastServiced of each flow when its current backlog began.
+			since := map[FnID]Time{}
+			check := func(d *driver) {
+				s := d.s
+				T := s.throttle()
+				for _, f := range s.flows {
+					if f == nil {
+						continue
+					}
+					if f.q.len() == 0 {
+						delete(since, f.id)
+						continue
+					}
+					start, ok := since[f.id]
+					if !ok {
+						since[f.id] = f.lastServiced
+						start = f.lastServiced
+					}
+					if f.S < s.v-1e-9 {
+						d.t.Fatalf("at %v: flow %d start tag %.6f behind V %.6f", d.now, f.id, f.S, s.v)
+					}
+					charge := f.tau / f.weight
+					for i := 0; i < f.q.len(); i++ {
+						charge = math.Max(charge, f.q.at(i).f-f.q.at(i).s)
+					}
+					if f.lastServiced != start && f.S-s.v > T+charge+1e-9 {
+						d.t.Fatalf("at %v: flow %d, served while backlogged, is %.6f ahead of V; bound T+tau/w = %.6f", d.now, f.id, f.S-s.v, T+charge)
+					}
+				}
+			}
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
+			})
+		}
+	}
+}

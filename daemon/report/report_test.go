@@ -1,0 +1,66 @@
+package report
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gpu/sluice/daemon/core"
+	"github.com/sluice-gpu/sluice/daemon/sim"
+	"github.com/sluice-gpu/sluice/daemon/workload"
+)
+
+func TestStats(t *testing.T) {
+	if v := variance([]float64{1, 3}); v != 1 {
+		t.Errorf("variance = %g, want 1", v)
+	}
+	if j := jain([]float64{2, 2, 2}); j != 1 {
+		t.Errorf("jain equal = %g, want 1", j)
+	}
+	if j := jain([]float64{1, 0, 0, 0}); math.Abs(j-0.25) > 1e-12 {
+		t.Errorf("jain one-hot = %g, want 1/n", j)
+	}
+	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if q := quantile(xs, 0.5); q != 5 {
+		t.Errorf("p50 = %g", q)
+	}
+	if q := quantile(xs, 0.99); q != 10 {
+		t.Errorf("p99 = %g", q)
+	}
+}
+
+func sec(s float64) core.Time { return core.TimeOf(s) }
+
+func TestCompute(t *testing.T) {
+	w := &workload.Workload{Duration: time.Minute, Functions: []workload.Function{{Name: "a", WarmSec: 1}, {Name: "b", WarmSec: 2}}}
+	r := &sim.Result{BusySec: []float64{5}, Makespan: sec(10), Records: []sim.Record{
+		{Inv: 0, Fn: 0, Arrival: sec(0), Dispatch: sec(1), Start: sec(1), End: sec(2), Cold: true}, // 2 s
+		{Inv: 1, Fn: 0, Arrival: sec(1), Dispatch: sec(2), Start: sec(2), End: sec(5)},             // 4 s
+		{Inv: 2, Fn: 1, Arrival: sec(2), Dispatch: sec(5), Start: sec(5), End: sec(8)},             // 6 s
+		{Inv: 3, Fn: 1, Arrival: sec(3), Dispatch: sec(9), Start: 0, End: 0, Failed: true},         // not done
+	}}
+	m := Compute(w, r, "x")
+	if m.Completed != 3 || m.Invocations != 4 || m.ColdStarts != 1 {
+		t.Fatalf("counts %+v", m)
+	}
+	if m.MeanLatency != 4 || m.MeanQueue != (1+1+3)/3.0 && math.Abs(m.MeanQueue-1.6667) > 1e-3 {
+		t.Errorf("mean latency %g queue %g", m.MeanLatency, m.MeanQueue)
+	}
+	// Per-function means: a 3, b 6 -> variance 2.25. Slowdowns: a 3, b 3 -> Jain 1.
+	if m.InterfunctionVariance != 2.25 || m.JainFairness != 1 {
+		t.Errorf("variance %g jain %g", m.InterfunctionVariance, m.JainFairness)
+	}
+	if m.GPUUtilization != 0.5 {
+		t.Errorf("utilization %g", m.GPUUtilization)
+	}
+	var buf bytes.Buffer
+	if err := WriteInvocations(&buf, w, "x", r); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 || lines[0] != "x,0,a,0.000000,1.000000,1.000000,2.000000,true,1.000000,2.000000" || !strings.HasSuffix(lines[3], ",false,6.000000,") {
+		t.Errorf("invocations.csv:\n%s", buf.String())
+	}
+}

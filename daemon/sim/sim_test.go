@@ -1,0 +1,210 @@
+package sim
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/sluice-gpu/sluice/daemon/core"
+	"github.com/sluice-gpu/sluice/daemon/workload"
+)
+
+func TestSlowdownFit(t *testing.T) {
+	m := DefaultGPUModel()
+	for _, tc := range []struct {
+		k    int
+		want float64
+	}{{0, 1}, {1, 1}, {2, 1.27}, {6, 3.0}} {
+		if got := m.Slowdown(tc.k); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Slowdown(%d) = %g, want %g", tc.k, got, tc.want)
+		}
+	}
+	for k := 2; k < 10; k++ {
+		if m.Slowdown(k+1) <= m.Slowdown(k) {
+			t.Errorf("slowdown not increasing at %d", k)
+		}
+	}
+}
+
+func TestModelValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*GPUModel)
+	}{
+		{"slowdown below 1", func(m *GPUModel) { m.Slowdown2 = 0.5 }},
+		{"slowdown6 below slowdown2", func(m *GPUModel) { m.Slowdown6 = 1.1 }},
+		{"no memory", func(m *GPUModel) { m.MemBytes = 0 }},
+		{"no link", func(m *GPUModel) { m.LinkBytesPerSec = 0 }},
+		{"NaN fault", func(m *GPUModel) { m.FaultBytesPerSec = math.NaN() }},
+		{"monitor too fast", func(m *GPUModel) { m.MonitorPeriod = time.Microsecond }},
+	} {
+		m := DefaultGPUModel()
+		tc.edit(&m)
+		if m.Validate() == nil {
+			t.Errorf("%s: Validate accepted %+v", tc.name, m)
+		}
+	}
+	if err := DefaultGPUModel().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fftWorkload is the paper's memory experiment: 16 FFT containers of 1.5 GB
+// (150% of a 16 GB V100), 20 invocations each, run one at a time in
+// round-robin order so every container's memory is needed in turn.
+func fftWorkload() *workload.Workload {
+	w := &workload.Workload{Duration: time.Hour}
+	for i := 0; i < 16; i++ {
+		w.Functions = append(w.Functions, workload.Function{Name: "fft", Catalog: "fft", WarmSec: 0.897, ColdSec: 2.648, MemBytes: 1.5e9})
+	}
+	at := time.Duration(0)
+	for r := 0; r < 20; r++ {
+		for f := 0; f < 16; f++ {
+			w.Invocations = append(w.Invocations, workload.Invocation{Fn: f, At: at})
+			at += 5 * time.Second // one at a time, containers warm after round 0
+		}
+	}
+	return w
+}
+
+// TestCalibrationFFT reproduces the published memory experiment with the
+// default model: per-invocation exec time (start to end) of warm rounds is
+// about 1.470 s with pure demand paging and about 1.005 s with prefetch +
+// swap (the model gives 0.897 + 1.5 GB / 12 GB/s = 1.022 s, 1.7% above).
+func TestCalibrationFFT(t *testing.T) {
+	m := DefaultGPUModel()
+	m.MemBytes = 16e9
+	for _, tc := range []struct {
+		name  string
+		noMem bool
+		want  float64
+	}{{"none", true, 1.470}, {"prefetch+swap", false, 1.005}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := core.Config{Policy: core.PolicyFCFS, D: 1, NoMemoryManagement: tc.noMem}
+			r, err := Run(context.Background(), fftWorkload(), Options{Model: m, Core: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, n := 0.0, 0
+			for _, rec := range r.Records[16:] { // skip the cold round
+				sum += rec.End.Sub(rec.Dispatch).Seconds()
+				n++
+			}
+			got := sum / float64(n)
+			if math.Abs(got-tc.want)/tc.want > 0.03 {
+				t.Fatalf("mean exec+memory time %.3f s, want %.3f s within 3%%", got, tc.want)
+			}
+			t.Logf("%s: %.3f s per invocation (published %.3f)", tc.name, got, tc.want)
+		})
+	}
+}
+
+// TestRunDrainsAndConserves: every invocation of the default workload
+// completes under every policy, each once, after it arrived, and the GPU
+// was never busier than the time that passed.
+func TestRunDrainsAndConserves(t *testing.T) {
+	w, err := workload.Default(workload.Options{Duration: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range core.Policies {
+		t.Run(string(p), func(t *testing.T) {
+			r, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: p}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Incomplete != 0 {
+				t.Fatalf("%d invocations incomplete", r.Incomplete)
+			}
+			for _, rec := range r.Records {
+				if !(rec.Arrival <= rec.Dispatch && rec.Dispatch <= rec.Start && rec.Start < rec.End) {
+					t.Fatalf("invocation %d: times out of order: %+v", rec.Inv, rec)
+				}
+				if exec := rec.End.Sub(rec.Start).Seconds(); exec < w.Functions[rec.Fn].WarmSec-1e-6 {
+					t.Fatalf("invocation %d ran %.3fs, faster than isolated %.3fs", rec.Inv, exec, w.Functions[rec.Fn].WarmSec)
+				}
+			}
+			if r.BusySec[0] > r.Makespan.Seconds()+1e-6 {
+				t.Fatalf("busy %.1fs > makespan %.1fs", r.BusySec[0], r.Makespan.Seconds())
+			}
+		})
+	}
+}
+
+// TestSameInputsSameOutputs: the simulation is deterministic.
+func TestSameInputsSameOutputs(t *testing.T) {
+	w, err := workload.Default(workload.Options{Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() *Result {
+		r, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: core.PolicySluice}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a, b := run(), run()
+	for i := range a.Records {
+		if a.Records[i] != b.Records[i] {
+			t.Fatalf("record %d differs between identical runs: %+v vs %+v", i, a.Records[i], b.Records[i])
+		}
+	}
+}
+
+func TestRunRejectsBadModel(t *testing.T) {
+	w, _ := workload.Default(workload.Options{Duration: time.Minute})
+	m := DefaultGPUModel()
+	m.LinkBytesPerSec = -1
+	if _, err := Run(context.Background(), w, Options{Model: m}); err == nil {
+		t.Fatal("Run accepted a negative link bandwidth")
+	}
+	if _, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{D: -3}}); err == nil {
+		t.Fatal("Run accepted D=-3")
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	w, _ := workload.Default(workload.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, w, Options{Model: DefaultGPUModel()}); err == nil {
+		t.Fatal("Run ignored a cancelled context")
+	}
+}
+
+// BenchmarkSimEvents measures simulator throughput in core inputs (Step and
+// Tick calls) per second on a long, busy synthetic run. Target >= 1M/s.
+func BenchmarkSimEvents(b *testing.B) {
+	w, err := workload.Default(workload.Options{Duration: time.Hour, TargetUtil: 0.7, Functions: 24})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: core.PolicyMQFQSticky}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += r.Events
+	}
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAllPolicies runs all six policies on the default workload (the
+// demo's simulation work, without plots). Target: < 5 s.
+func BenchmarkAllPolicies(b *testing.B) {
+	w, err := workload.Default(workload.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		for _, p := range core.Policies {
+			if _, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: p}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package workload
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCatalog(t *testing.T) {
+	c := Catalog()
+	if len(c) != 15 {
+		t.Fatalf("catalog has %d entries, want 15", len(c))
+	}
+	for i, e := range c {
+		if e.WarmSec <= 0 || e.ColdSec <= 0 || e.MemBytes <= 0 {
+			t.Errorf("entry %+v incomplete", e)
+		}
+		if i > 0 && e.WarmSec < c[i-1].WarmSec {
+			t.Errorf("catalog not sorted by warm time at %s", e.Name)
+		}
+		if e.Name == "fft" && e.MemBytes != 1.5e9 {
+			t.Errorf("fft footprint %d, want 1.5 GB", e.MemBytes)
+		}
+	}
+}
+
+func TestMatch(t *testing.T) {
+	c := Catalog()
+	for _, tc := range []struct {
+		warm float64
+		want string
+	}{
+		{0.001, "eos"},      // faster than everything: the fastest entry
+		{0.017, "eos"},      // exact
+		{0.2, "isoneural"},  // largest warm time not above 0.2
+		{1.5, "pathfinder"}, // 1.472
+		{100, "ffmpeg"},     // slowest
+	} {
+		if got := Match(c, tc.warm).Name; got != tc.want {
+			t.Errorf("Match(%g) = %s, want %s", tc.warm, got, tc.want)
+		}
+	}
+}
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const (
+	azInv = "HashOwner,HashApp,HashFunction,Trigger,1,2,3\no,a,f1,http,1,2,0\no,a,f2,timer,0,1,1\n"
+	azDur = "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,percentile_Average_1,percentile_Average_25,percentile_Average_50,percentile_Average_75,percentile_Average_99,percentile_Average_100\n" +
+		"o,a,f1,100,3,50,3000,0,0,900,0,0,0,0\no,a,f2,100,2,50,9000,0,0,5000,0,0,0,0\n"
+	azMem = "HashFunction,HashOwner,HashApp,SampleCount,AverageAllocatedMb\nf1,o,a,10,120\n"
+)
+
+func TestAzureErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"missing file", map[string]string{"invocations.csv": azInv, "durations.csv": azDur}, "memory.csv"},
+		{"bad count", map[string]string{"invocations.csv": strings.Replace(azInv, "1,2,0", "1,x,0", 1), "durations.csv": azDur, "memory.csv": azMem}, "invocations.csv:2: column 2"},
+		{"short row", map[string]string{"invocations.csv": strings.Replace(azInv, "0,1,1", "0,1", 1), "durations.csv": azDur, "memory.csv": azMem}, "invocations.csv:3"},
+		{"duplicate", map[string]string{"invocations.csv": strings.Replace(azInv, "f2", "f1", 1), "durations.csv": azDur, "memory.csv": azMem}, "invocations.csv:3: duplicate function f1"},
+		{"warm above max", map[string]string{"invocations.csv": azInv, "durations.csv": strings.Replace(azDur, "9000", "10", 1), "memory.csv": azMem}, "durations.csv:3"},
+		{"bad duration", map[string]string{"invocations.csv": azInv, "durations.csv": strings.Replace(azDur, ",900,", ",abc,", 1), "memory.csv": azMem}, "durations.csv:2: percentile_Average_25"},
+		{"missing column", map[string]string{"invocations.csv": azInv, "durations.csv": strings.Replace(azDur, "Maximum", "Max", 1), "memory.csv": azMem}, `durations.csv:1: header lacks column "Maximum"`},
+		{"minutes not consecutive", map[string]string{"invocations.csv": strings.Replace(azInv, "1,2,3", "1,2,4", 1), "durations.csv": azDur, "memory.csv": azMem}, "invocations.csv:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadAzure(writeFiles(t, tc.files))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAzureGenerate(t *testing.T) {
+	tr, err := LoadAzure(writeFiles(t, map[string]string{"invocations.csv": azInv, "durations.csv": azDur, "memory.csv": azMem}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := FromAzure(tr, Options{Functions: 2, Duration: 10 * time.Minute, TargetUtil: 0.5, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// percentile_Average_25: f1 900 ms -> fft (0.897 s), f2 5000 ms -> ffmpeg (4.483 s).
+	if w.Functions[0].Catalog != "fft" || w.Functions[1].Catalog != "ffmpeg" {
+		t.Errorf("mapping %s, %s; want fft, ffmpeg", w.Functions[0].Catalog, w.Functions[1].Catalog)
+	}
+	if u := w.OfferedUtil(); math.Abs(u-0.5) > 0.05 {
+		t.Errorf("offered utilization %.3f, want 0.5", u)
+	}
+	for i := 1; i < len(w.Invocations); i++ {
+		if w.Invocations[i].At < w.Invocations[i-1].At {
+			t.Fatal("invocations not sorted")
+		}
+	}
+	if _, err := FromAzure(tr, Options{Functions: 3}); err == nil {
+		t.Error("sampling 3 of 2 usable functions succeeded")
+	}
+	if _, err := FromAzure(tr, Options{Functions: 2, TargetUtil: -1}); err == nil {
+		t.Error("negative target utilization accepted")
+	}
+}
+
+func TestDefaultWorkload(t *testing.T) {
+	w, err := Default(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Functions) != 24 || w.Duration != 10*time.Minute {
+		t.Fatalf("default workload: %d functions over %v", len(w.Functions), w.Duration)
+	}
+	if u := w.OfferedUtil(); math.Abs(u-0.7) > 0.05 {
+		t.Errorf("offered utilization %.3f, want about 0.7", u)
+	}
+	w2, _ := Default(Options{})
+	if len(w2.Invocations) != len(w.Invocations) || w2.Invocations[100] != w.Invocations[100] {
+		t.Error("default workload is not deterministic")
+	}
+	w3, _ := Default(Options{Seed: 2})
+	if len(w3.Invocations) == len(w.Invocations) && w3.Invocations[100] == w.Invocations[100] {
+		t.Error("seed does not change the default workload")
+	}
+}
+
+func TestIluvatar(t *testing.T) {
+	meta := "func_name,cold_dur_ms,warm_dur_ms,mem_mb,mean_iat\nf1,1000,2300,100,500\nf2,500,20,10,100\n"
+	good := "func_name,invoke_time_ms\nf1,0\nf2,100\nf1,1000\n"
+	for _, tc := range []struct {
+		name, meta, trace, want string
+	}{
+		{"unsorted", meta, "func_name,invoke_time_ms\nf1,100\nf2,50\n", "trace.csv:3: invoke_time_ms 50 before"},
+		{"unknown function", meta, "func_name,invoke_time_ms\nf9,1\n", `trace.csv:2: function "f9"`},
+		{"negative time", meta, "func_name,invoke_time_ms\nf1,-1\n", "trace.csv:2"},
+		{"bad metadata", strings.Replace(meta, "2300", "fast", 1), good, "metadata-trace.csv:2: warm_dur_ms"},
+		{"duplicate metadata", meta + "f1,1,1,1,1\n", good, "metadata-trace.csv:4: duplicate"},
+		{"quote error", meta, "func_name,invoke_time_ms\n\"f1,1\n", "trace.csv:2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"trace.csv": tc.trace, "metadata-trace.csv": tc.meta})
+			_, err := LoadIluvatar(filepath.Join(dir, "trace.csv"), filepath.Join(dir, "metadata-trace.csv"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	dir := writeFiles(t, map[string]string{"trace.csv": good, "metadata-trace.csv": meta})
+	tr, err := LoadIluvatar(filepath.Join(dir, "trace.csv"), filepath.Join(dir, "metadata-trace.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := FromIluvatar(tr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Invocations) != 3 || w.Invocations[2].At != time.Second || w.Functions[0].Catalog != "imagenet" {
+		t.Fatalf("replay: %+v %+v", w.Invocations, w.Functions)
+	}
+	w, err = FromIluvatar(tr, Options{ScaleIluvatar: true, TargetUtil: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(w.IATScale-(2*2.253+0.017)/1/0.5) > 1e-9 { // work / span / target
+		t.Errorf("scale %g", w.IATScale)
+	}
+}
+
+// TestIluvatarPaperTrace loads the shared Ilúvatar trace if present.
+func TestIluvatarPaperTrace(t *testing.T) {
+	dir := "/work/shared/traces/iluvatar-paper-repro"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("skipping: %s not present", dir)
+	}
+	tr, err := LoadIluvatar(filepath.Join(dir, "trace.csv"), filepath.Join(dir, "metadata-trace.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Calls) != 11868 || len(tr.Functions) != 21 {
+		t.Fatalf("%d calls of %d functions, want 11868 of 21", len(tr.Calls), len(tr.Functions))
+	}
+}

@@ -1,0 +1,459 @@
+/*
+ * shim/ctl.c - the control channel to the Sluice daemon and the prefetch
+ * half of the submission gate.
+ *
+ * With SLUICE_SOCKET set, the first allocation, cuInit or submission starts
+ * one control thread (signals blocked, capture mode relaxed). It connects a
+ * SOCK_SEQPACKET socket, sends REGISTER with the usage page's memfd, then
+ * blocks in recvmsg (no CPU while idle) and executes COMMANDs one at a time.
+ * Anything malformed is dropped; a closed or broken socket means the daemon
+ * is gone and the shim carries on standalone. After fork() the child closes
+ * the inherited socket and registers again, lazily, on its own.
+ *
+ * Prefetches run on a private non-blocking stream per context. While one is
+ * in flight the gate word has GATE_PREFETCH set, and every submission first
+ * makes its own stream wait for the prefetch's event (stream-ordered; the
+ * CPU does not block), except on a capturing stream.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define MAX_SLOTS 16
+
+struct pf_slot {
+	CUcontext ctx;
+	CUstream stream;
+	CUevent ev;
+	_Atomic int armed;	/* ev recorded for the prefetch in flight */
+};
+
+static struct pf_slot slots[MAX_SLOTS];
+static _Atomic int nslots;
+static _Atomic int ctl_started;
+static _Atomic int ctl_fd = -1;
+static _Atomic int ctl_forked;
+static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void ctl_atfork_prepare(void)
+{
+	pthread_mutex_lock(&fork_mu);
+}
+
+void ctl_atfork_parent(void)
+{
+	pthread_mutex_unlock(&fork_mu);
+}
+
+/* ---------------------------------------------------------- gate path */
+
+void ctl_prefetch_wait(CUstream s)
+{
+	cuStreamWaitEvent_fn wait = REAL(cuStreamWaitEvent);
+	if (wait == NULL)
+		return;
+	if (atomic_load(&shim_captures) > 0) {
+		CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+		if (REAL(cuStreamIsCapturing) == NULL ||
+		    REAL(cuStreamIsCapturing)(s, &st) != CUDA_SUCCESS ||
+		    st != CU_STREAM_CAPTURE_STATUS_NONE)
+			return; /* recorded work: the later graph launch is gated */
+	}
+	int n = atomic_load_explicit(&nslots, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (atomic_load_explicit(&slots[i].armed, memory_order_acquire))
+			wait(s, slots[i].ev, 0);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void hdr_init(struct sluice_hdr *h, uint16_t type, uint32_t size)
+{
+	h->magic = SLUICE_PROTO_MAGIC;
+	h->version = SLUICE_PROTO_VERSION;
+	h->type = type;
+	h->size = size;
+	h->reserved = 0;
+}
+
+static void usage_copy(uint64_t out[SLUICE_KIND_COUNT])
+{
+	struct sluice_usage_page *p = atomic_load(&shim_usage);
+	for (int k = 0; k < SLUICE_KIND_COUNT; k++)
+		out[k] = __atomic_load_n(&p->live_bytes[k], __ATOMIC_RELAXED);
+}
+
+/* The slot for ctx, created (stream + event in ctx) on first use. Only the
+ * control thread calls this. */
+static struct pf_slot *slot_for(CUcontext ctx)
+{
+	int n = atomic_load(&nslots);
+	for (int i = 0; i < n; i++)
+		if (slots[i].ctx == ctx)
+			return &slots[i];
+	if (n == MAX_SLOTS || REAL(cuCtxPushCurrent_v2) == NULL || REAL(cuCtxPopCurrent_v2) == NULL ||
+	    REAL(cuStreamCreate) == NULL || REAL(cuEventCreate) == NULL)
+		return NULL;
+	if (REAL(cuCtxPushCurrent_v2)(ctx) != CUDA_SUCCESS)
+		return NULL;
+	struct pf_slot *s = &slots[n];
+	CUcontext popped;
+	int ok = REAL(cuStreamCreate)(&s->stream, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS;
+	if (ok && REAL(cuEventCreate)(&s->ev, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+		ok = 0;
+	REAL(cuCtxPopCurrent_v2)(&popped);
+	if (!ok)
+		return NULL;
+	s->ctx = ctx;
+	atomic_store_explicit(&nslots, n + 1, memory_order_release);
+	return s;
+}
+
+static CUresult prefetch_one(CUdeviceptr p, size_t n, int to_device, CUdevice dev, CUstream s)
+{
+	cuMemPrefetchAsync_v2_fn v2 = REAL(cuMemPrefetchAsync_v2);
+	if (v2 != NULL) {
+		CUmemLocation loc = {to_device ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST,
+				     to_device ? dev : 0};
+		CUresult r = v2(p, n, loc, 0, s);
+		if (r != CUDA_ERROR_NOT_SUPPORTED && r != CUDA_ERROR_NOT_FOUND)
+			return r;
+	}
+	cuMemPrefetchAsync_fn v1 = REAL(cuMemPrefetchAsync);
+	if (v1 == NULL)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return v1(p, n, to_device ? dev : CU_DEVICE_CPU, s);
+}
+
+/* Move every tracked evictable range to its context's device (or to the
+ * host). Returns 0 or the first driver error; *moved counts the bytes of
+ * ranges whose prefetch was accepted. */
+static int32_t move_all(int to_device, uint64_t *moved)
+{
+	*moved = 0;
+	struct mem_range *r;
+	size_t n;
+	if (REAL(cuCtxPushCurrent_v2) == NULL || REAL(cuCtxPopCurrent_v2) == NULL ||
+	    REAL(cuCtxGetDevice) == NULL || REAL(cuEventRecord) == NULL ||
+	    REAL(cuEventSynchronize) == NULL)
+		return SLUICE_ERR_UNAVAILABLE;
+	if (mem_snapshot(&r, &n) != 0)
+		return SLUICE_ERR_UNAVAILABLE;
+	int32_t status = SLUICE_OK;
+	struct pf_slot *used[MAX_SLOTS];
+	int nused = 0;
+	CUcontext seen_ctx[MAX_SLOTS + 1];
+	int nseen = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].ctx == NULL)
+			continue;
+		int seen = 0;
+		for (int j = 0; j < nseen; j++)
+			if (seen_ctx[j] == r[i].ctx)
+				seen = 1;
+		if (seen)
+			continue;
+		if (nseen == MAX_SLOTS + 1) {
+			status = SLUICE_ERR_UNAVAILABLE; /* more contexts than slots */
+			continue;
+		}
+		seen_ctx[nseen++] = r[i].ctx;
+		struct pf_slot *s = slot_for(r[i].ctx);
+		if (s == NULL) {
+			status = SLUICE_ERR_UNAVAILABLE;
+			continue;
+		}
+		CUcontext popped;
+		if (REAL(cuCtxPushCurrent_v2)(s->ctx) != CUDA_SUCCESS) {
+			status = SLUICE_ERR_UNAVAILABLE;
+			continue;
+		}
+		CUdevice dev = 0;
+		REAL(cuCtxGetDevice)(&dev);
+		for (size_t k = i; k < n; k++) {
+			if (r[k].ctx != s->ctx)
+				continue;
+			CUresult e = prefetch_one(r[k].ptr, r[k].size, to_device, dev, s->stream);
+			if (e == CUDA_SUCCESS)
+				*moved += r[k].size;
+			else if (status == SLUICE_OK)
+				status = (int32_t)e;
+		}
+		if (REAL(cuEventRecord)(s->ev, s->stream) == CUDA_SUCCESS)
+			used[nused++] = s;
+		REAL(cuCtxPopCurrent_v2)(&popped);
+	}
+	free(r);
+	/* Submissions from now on order themselves after the prefetch. */
+	struct sluice_usage_page *page = atomic_load(&shim_usage);
+	if (to_device && nused > 0) {
+		for (int j = 0; j < nused; j++)
+			atomic_store_explicit(&used[j]->armed, 1, memory_order_release);
+		atomic_fetch_or(&shim_gate, GATE_PREFETCH);
+		__atomic_store_n(&page->prefetch_inflight, 1, __ATOMIC_RELEASE);
+	}
+	for (int j = 0; j < nused; j++)
+		REAL(cuEventSynchronize)(used[j]->ev);
+	if (to_device && nused > 0) {
+		atomic_fetch_and(&shim_gate, ~GATE_PREFETCH);
+		__atomic_store_n(&page->prefetch_inflight, 0, __ATOMIC_RELEASE);
+		for (int j = 0; j < nused; j++)
+			atomic_store(&used[j]->armed, 0);
+	}
+	return status;
+}
+
+/* ----------------------------------------------------------- messages */
+
+static int send_msg(int fd, const void *m, size_t len, int pass_fd)
+{
+	struct iovec iov = {(void *)m, len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	if (pass_fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	ssize_t w;
+	do
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
+static int send_register(int fd)
+{
+	struct sluice_register m;
+	memset(&m, 0, sizeof(m));
+	hdr_init(&m.hdr, SLUICE_MSG_REGISTER, sizeof(m));
+	m.claimed_pid = (int32_t)getpid();
+	int v = 0;
+	if (REAL(cuDriverGetVersion) && REAL(cuDriverGetVersion)(&v) == CUDA_SUCCESS)
+		m.driver_version = v;
+	int count = 0;
+	if (REAL(cuDeviceGetCount) && REAL(cuDeviceGet) &&
+	    REAL(cuDeviceGetCount)(&count) == CUDA_SUCCESS && count > 0) {
+		if (count > SLUICE_MAX_DEVICES)
+			count = SLUICE_MAX_DEVICES;
+		cuDeviceGetUuid_fn uuid = REAL(cuDeviceGetUuid_v2) ? REAL(cuDeviceGetUuid_v2)
+								   : REAL(cuDeviceGetUuid);
+		for (int i = 0; i < count; i++) {
+			CUdevice d;
+			CUuuid u;
+			if (REAL(cuDeviceGet)(&d, i) == CUDA_SUCCESS && uuid && uuid(&u, d) == CUDA_SUCCESS)
+				memcpy(m.uuids[i], u.bytes, 16);
+		}
+		m.device_count = (uint32_t)count;
+	}
+	memcpy(m.function_id, shim_cfg.function, strnlen(shim_cfg.function, sizeof(m.function_id) - 1));
+	usage_copy(m.bytes);
+	int pfd = mem_usage_page_fd();
+	m.flags = (pfd >= 0 ? SLUICE_REG_USAGE_PAGE : 0) | (shim_cfg.convert ? SLUICE_REG_CONVERTING : 0) |
+		  (atomic_load(&ctl_forked) ? SLUICE_REG_FORKED : 0);
+	return send_msg(fd, &m, sizeof(m), pfd);
+}
+
+static void set_budget(uint64_t b)
+{
+	atomic_store(&shim_budget, b);
+	struct sluice_usage_page *p = atomic_load(&shim_usage);
+	__atomic_store_n(&p->budget, b, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&p->seq, 1, __ATOMIC_RELEASE);
+}
+
+static void run_command(int fd, const struct sluice_command *c)
+{
+	struct sluice_result res;
+	memset(&res, 0, sizeof(res));
+	hdr_init(&res.hdr, SLUICE_MSG_RESULT, sizeof(res));
+	res.id = c->id;
+	res.op = c->op;
+	uint64_t t0 = now_ns();
+	struct sluice_usage_page *p = atomic_load(&shim_usage);
+	switch (c->op) {
+	case SLUICE_OP_PREFETCH_DEVICE:
+		res.status = move_all(1, &res.bytes);
+		__atomic_fetch_add(&p->prefetches, 1, __ATOMIC_RELAXED);
+		break;
+	case SLUICE_OP_EVICT_HOST:
+		res.status = move_all(0, &res.bytes);
+		__atomic_fetch_add(&p->evictions, 1, __ATOMIC_RELAXED);
+		break;
+	case SLUICE_OP_SET_BUDGET:
+		set_budget(c->arg);
+		res.bytes = c->arg;
+		break;
+	case SLUICE_OP_REPORT_USAGE:
+		res.bytes = mem_live_bytes();
+		break;
+	default:
+		res.status = SLUICE_ERR_UNKNOWN_OP;
+		break;
+	}
+	res.duration_ns = now_ns() - t0;
+	usage_copy(res.usage);
+	SHIM_LOG("command %llu op %u: status %d, %llu bytes, %llu ns", (unsigned long long)c->id,
+		 c->op, res.status, (unsigned long long)res.bytes, (unsigned long long)res.duration_ns);
+	send_msg(fd, &res, sizeof(res), -1);
+}
+
+/* Validate a received packet: 1 if it is a well-formed message of type. */
+static int valid(const void *buf, ssize_t n, int flags, uint16_t *type)
+{
+	const struct sluice_hdr *h = buf;
+	if (n < (ssize_t)sizeof(*h) || (flags & MSG_TRUNC))
+		return 0;
+	if (h->magic != SLUICE_PROTO_MAGIC || h->version != SLUICE_PROTO_VERSION || h->size != (uint32_t)n)
+		return 0;
+	switch (h->type) {
+	case SLUICE_MSG_WELCOME:
+		if (n != sizeof(struct sluice_welcome))
+			return 0;
+		break;
+	case SLUICE_MSG_COMMAND:
+		if (n != sizeof(struct sluice_command))
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	*type = h->type;
+	return 1;
+}
+
+static void *ctl_main(void *arg)
+{
+	(void)arg;
+	/* Our own calls must not be "unsafe" for another thread's capture. */
+	if (REAL(cuThreadExchangeStreamCaptureMode)) {
+		CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+		REAL(cuThreadExchangeStreamCaptureMode)(&m);
+	}
+	/* Created and published under fork_mu, so a fork() never copies a
+	 * socket the child's handler does not know about. */
+	pthread_mutex_lock(&fork_mu);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	atomic_store(&ctl_fd, fd);
+	pthread_mutex_unlock(&fork_mu);
+	if (fd < 0) {
+		shim_warn("control socket: %s; running standalone", strerror(errno));
+		return NULL;
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, shim_cfg.socket, strnlen(shim_cfg.socket, sizeof(sa.sun_path) - 1));
+	int rc;
+	do
+		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0 || send_register(fd) != 0) {
+		shim_warn("cannot register with the daemon at %s (%s); running standalone",
+			  shim_cfg.socket, strerror(errno));
+		int expected = fd;
+		if (atomic_compare_exchange_strong(&ctl_fd, &expected, -1))
+			close(fd);
+		return NULL;
+	}
+	SHIM_LOG("registered with %s as %s", shim_cfg.socket, shim_cfg.function);
+	union {
+		char buf[SLUICE_MAX_MSG];
+		uint64_t align;
+	} u;
+	for (;;) {
+		struct iovec iov = {u.buf, sizeof(u.buf)};
+		/* No control buffer: any descriptors a peer sends are closed by
+		 * the kernel, never installed here. */
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		uint16_t type;
+		if (!valid(u.buf, n, mh.msg_flags, &type)) {
+			SHIM_LOG("dropped a malformed %zd-byte message", n);
+			continue;
+		}
+		if (type == SLUICE_MSG_WELCOME) {
+			struct sluice_welcome w;
+			memcpy(&w, u.buf, sizeof(w));
+			set_budget(w.budget);
+			SHIM_LOG("welcome: session %llu, budget %llu", (unsigned long long)w.session_id,
+				 (unsigned long long)w.budget);
+		} else {
+			struct sluice_command c;
+			memcpy(&c, u.buf, sizeof(c));
+			run_command(fd, &c);
+		}
+	}
+	/* Daemon gone: standalone. Conversion and tracking go on; no budget. */
+	shim_warn("daemon at %s went away; running standalone", shim_cfg.socket);
+	int expected = fd;
+	if (atomic_compare_exchange_strong(&ctl_fd, &expected, -1))
+		close(fd);
+	set_budget(0);
+	return NULL;
+}
+
+void ctl_kick(void)
+{
+	if (!(atomic_load(&shim_gate) & GATE_REGISTER))
+		return;
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&ctl_started, &expected, 1))
+		return;
+	atomic_fetch_and(&shim_gate, ~GATE_REGISTER);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 256 * 1024);
+	pthread_t t;
+	int e = pthread_create(&t, &at, ctl_main, NULL);
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0)
+		shim_warn("cannot start the control thread (%s); running standalone", strerror(e));
+}
+
+void ctl_atfork_child(void)
+{
+	pthread_mutex_unlock(&fork_mu);
+	int fd = atomic_exchange(&ctl_fd, -1);
+	if (fd >= 0)
+		close(fd);
+	atomic_store(&nslots, 0);
+	for (int i = 0; i < MAX_SLOTS; i++)
+		atomic_store(&slots[i].armed, 0);
+	atomic_fetch_and(&shim_gate, ~GATE_PREFETCH);
+	atomic_store(&ctl_started, 0);
+	atomic_store(&ctl_forked, 1);
+	atomic_store(&shim_budget, 0);
+	if (shim_cfg.socket[0] && !(atomic_load(&shim_gate) & GATE_INIT))
+		atomic_fetch_or(&shim_gate, GATE_REGISTER);
+}

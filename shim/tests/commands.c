@@ -1,0 +1,123 @@
+/*
+ * Test 6 and 8, driven line by line on stdin by the Go test daemon
+ * (cgo/shimctl, TestShimCommands / TestShimFork). Commands:
+ *   alloc N     cuMemAlloc_v2 of N bytes         -> "ok PTR"
+ *   async N     cuMemAllocAsync of N bytes       -> "ok PTR"
+ *   info        cuMemGetInfo_v2                  -> "info FREE TOTAL"
+ *   resident    bytes resident on the (fake) GPU -> "resident BYTES"
+ *   launch      a kernel on a stream, then sync  -> "ok"
+ *   waits       stream waits the driver has seen -> "waits N"
+ *   fork        fork; the child allocates (and so registers again)
+ *               and waits for its parent's exit  -> "forked PID SOCKETS_BEFORE"
+ *   exit
+ */
+
+#include "t.h"
+
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAXP 256
+static CUdeviceptr ptrs[MAXP];
+static size_t sizes[MAXP];
+static int np;
+
+static int count_sockets(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	char path[300], link[64];
+	while (d && (e = readdir(d)) != NULL) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		ssize_t k = readlink(path, link, sizeof(link) - 1);
+		if (k > 0) {
+			link[k] = 0;
+			if (strncmp(link, "socket:", 7) == 0)
+				n++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int main(void)
+{
+	t_fake_init();
+	CUcontext ctx = t_ctx();
+	CUfunction f = t_noop();
+	CUstream s;
+	CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("ready %d\n", (int)getpid());
+	char line[256];
+	int pipefd[2] = {-1, -1};
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned long long n = 0;
+		if (sscanf(line, "alloc %llu", &n) == 1 && np < MAXP) {
+			CUresult r = cuMemAlloc_v2(&ptrs[np], n);
+			if (r == CUDA_SUCCESS) {
+				sizes[np] = n;
+				printf("ok %llu\n", (unsigned long long)ptrs[np++]);
+			} else {
+				printf("err %d\n", (int)r);
+			}
+		} else if (sscanf(line, "async %llu", &n) == 1 && np < MAXP) {
+			CUresult r = cuMemAllocAsync(&ptrs[np], n, s);
+			if (r == CUDA_SUCCESS) {
+				sizes[np] = n;
+				printf("ok %llu\n", (unsigned long long)ptrs[np++]);
+			} else {
+				printf("err %d\n", (int)r);
+			}
+		} else if (strncmp(line, "info", 4) == 0) {
+			size_t fr = 0, to = 0;
+			CUresult r = cuMemGetInfo_v2(&fr, &to);
+			printf("info %zu %zu %d\n", fr, to, (int)r);
+		} else if (strncmp(line, "resident", 8) == 0) {
+			long long sum = 0;
+			for (int i = 0; i < np; i++)
+				if (FAKE.resident && FAKE.resident(ptrs[i]) > 0)
+					sum += FAKE.resident(ptrs[i]);
+			printf("resident %lld\n", sum);
+		} else if (strncmp(line, "waits", 5) == 0) {
+			printf("waits %lu\n", t_calls("cuStreamWaitEvent"));
+		} else if (strncmp(line, "launch", 6) == 0) {
+			void *args[] = {&ptrs[0]};
+			CUresult r = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, s, args, NULL);
+			CUresult r2 = cuStreamSynchronize(s);
+			printf(r == CUDA_SUCCESS && r2 == CUDA_SUCCESS ? "ok\n" : "err %d %d\n", (int)r, (int)r2);
+		} else if (strncmp(line, "fork", 4) == 0) {
+			if (pipe(pipefd) != 0)
+				return 2;
+			pid_t c = fork();
+			if (c == 0) {
+				close(pipefd[1]);
+				int before = count_sockets();
+				CUdeviceptr q = 0;
+				cuCtxSetCurrent(ctx);
+				cuMemAlloc_v2(&q, 1 << 16);
+				printf("forked %d %d\n", (int)getpid(), before);
+				fflush(stdout);
+				char b;
+				while (read(pipefd[0], &b, 1) > 0)
+					;
+				_exit(0);
+			}
+			close(pipefd[0]);
+		} else if (strncmp(line, "exit", 4) == 0) {
+			break;
+		} else {
+			printf("unknown\n");
+		}
+	}
+	if (pipefd[1] >= 0) {
+		close(pipefd[1]);
+		wait(NULL);
+	}
+	for (int i = 0; i < np; i++)
+		cuMemFree_v2(ptrs[i]);
+	return t_failures ? 1 : 0;
+}

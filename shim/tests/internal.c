@@ -1,0 +1,59 @@
+/*
+ * Test 2b, real-driver resolution: against the test-only null driver, whose
+ * cuGetProcAddress returns internal (unexported) pointers like a real
+ * driver's, the shim must still hand out the wrapper of the exact variant
+ * (table path), and a wrapper whose variant the driver does not export by
+ * name (cuLaunchKernel_ptsz here) must call the pointer the driver gave.
+ */
+#include "t.h"
+
+typedef CUresult (*gpa2_fn)(const char *, void **, int, cuuint64_t,
+			    CUdriverProcAddressQueryResult *);
+typedef CUresult (*launch_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+			      unsigned, unsigned, CUstream, void **, void **);
+
+int main(void)
+{
+	unsigned long (*calls)(const char *) =
+		(unsigned long (*)(const char *))dlsym(RTLD_DEFAULT, "nulldrv_calls");
+	if (calls == NULL) {
+		fprintf(stderr, "internal: needs the null driver (build/shim-tests/null)\n");
+		return 2;
+	}
+	void *h = dlopen("libcuda.so.1", RTLD_NOW);
+	gpa2_fn gpa = (gpa2_fn)dlsym(h, "cuGetProcAddress_v2");
+	CHECK(t_is((void *)gpa, "libsluice", "cuGetProcAddress_v2"), "resolver not ours");
+	void *p;
+	CUdriverProcAddressQueryResult st;
+#define GET(sym, ver, fl) (p = NULL, gpa(sym, &p, ver, fl, &st), p)
+	CHECK(t_is(GET("cuLaunchKernel", 12000, 0), "libsluice", "cuLaunchKernel"), "legacy launch");
+	CHECK(t_is(GET("cuLaunchKernel", 12000, 2), "libsluice", "cuLaunchKernel_ptsz"), "ptsz launch");
+	CHECK(t_is(GET("cuMemAlloc", 12000, 0), "libsluice", "cuMemAlloc_v2"), "cuMemAlloc_v2");
+	CHECK(!t_in_shim(GET("cuMemAlloc", 3000, 0)), "v1 cuMemAlloc wrapped");
+	CHECK(t_is(GET("cuGetProcAddress", 12000, 0), "libsluice", "cuGetProcAddress_v2"), "resolver v2");
+	CHECK(t_is(GET("cuGetProcAddress", 11030, 0), "libsluice", "cuGetProcAddress"), "resolver v1");
+	CHECK(!t_in_shim(GET("cuCtxSynchronize", 12000, 0)), "unwrapped name wrapped");
+	CHECK(GET("cuCtxSynchronize", 12000, 0) != dlsym(h, "cuCtxSynchronize"),
+	      "null driver returned its export, not an internal pointer");
+
+	/* Calls reach the driver: the ptsz wrapper calls the internal pointer. */
+	cuInit(0);
+	launch_fn lp = (launch_fn)GET("cuLaunchKernel", 12000, 2);
+	unsigned long before = calls("launch_ptsz");
+	CHECK(lp && lp(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL) == CUDA_SUCCESS, "ptsz launch call");
+	CHECK(calls("launch_ptsz") == before + 1, "ptsz wrapper did not reach the driver's pointer");
+	CUresult (*alloc)(CUdeviceptr *, size_t) = (CUresult(*)(CUdeviceptr *, size_t))GET("cuMemAlloc", 12000, 0);
+	CUdeviceptr d = 0;
+	size_t f0 = 0, f1 = 0;
+	cuMemGetInfo_v2(&f0, NULL);
+	CHECK(alloc && alloc(&d, 1 << 20) == CUDA_SUCCESS && d != 0, "alloc through the wrapper");
+	cuMemGetInfo_v2(&f1, NULL);
+	CHECK(f0 - f1 == 1 << 20, "allocation not tracked");
+	/* Through the resolver the runtime gets for itself, too. */
+	gpa2_fn gpa_again = (gpa2_fn)GET("cuGetProcAddress", 12000, 0);
+	p = NULL;
+	CHECK(gpa_again && gpa_again("cuLaunchKernel", &p, 12080, 2, &st) == CUDA_SUCCESS &&
+		      t_is(p, "libsluice", "cuLaunchKernel_ptsz"),
+	      "second-level resolver");
+	return t_done("internal");
+}

@@ -1,0 +1,137 @@
+/*
+ * shim/tests/nulldrv.c - TEST-ONLY NULL DRIVER for the overhead benchmark.
+ * Not a CUDA driver and not the emulator (that is shim/fakecuda): every entry
+ * point returns at once, so bench.c measures only what the shim adds.
+ * nulldrv_raw(name) hands out its own functions for the unshimmed baseline.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "cuda_min.h"
+
+static CUdeviceptr next_ptr = 0x100000000ull;
+static int ctx_token;
+
+CUresult cuInit(unsigned int f) { (void)f; return CUDA_SUCCESS; }
+CUresult cuDriverGetVersion(int *v) { if (v) *v = 12080; return CUDA_SUCCESS; }
+CUresult cuCtxGetCurrent(CUcontext *c) { if (c) *c = (CUcontext)&ctx_token; return CUDA_SUCCESS; }
+CUresult cuCtxGetDevice(CUdevice *d) { if (d) *d = 0; return CUDA_SUCCESS; }
+CUresult cuGetProcAddress_internal_v1(const char *s, void **p, int v, cuuint64_t f);
+CUresult cuGetProcAddress(const char *s, void **p, int v, cuuint64_t f)
+{ return cuGetProcAddress_internal_v1(s, p, v, f); }
+CUresult cuGetProcAddress_v2(const char *s, void **p, int v, cuuint64_t f,
+			     CUdriverProcAddressQueryResult *st)
+{
+	CUresult r = cuGetProcAddress_internal_v1(s, p, v, f);
+	if (st) *st = r == CUDA_SUCCESS ? CU_GET_PROC_ADDRESS_SUCCESS : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+	return r;
+}
+CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+			unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+			CUstream s, void **params, void **extra)
+{
+	(void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)shmem;
+	(void)s; (void)params; (void)extra;
+	return CUDA_SUCCESS;
+}
+CUresult cuMemAllocManaged(CUdeviceptr *dp, size_t n, unsigned int flags)
+{
+	(void)flags;
+	if (!dp || !n) return CUDA_ERROR_INVALID_VALUE;
+	*dp = __atomic_fetch_add(&next_ptr, (n + 255) & ~(size_t)255, __ATOMIC_RELAXED);
+	return CUDA_SUCCESS;
+}
+CUresult cuMemAlloc_v2(CUdeviceptr *dp, size_t n) { return cuMemAllocManaged(dp, n, 1); }
+CUresult cuMemFree_v2(CUdeviceptr p) { (void)p; return CUDA_SUCCESS; }
+CUresult cuMemGetInfo_v2(size_t *f, size_t *t)
+{ if (f) *f = 8ull << 30; if (t) *t = 16ull << 30; return CUDA_SUCCESS; }
+
+void *nulldrv_raw(const char *name)
+{
+	if (strcmp(name, "cuLaunchKernel") == 0) return (void *)cuLaunchKernel;
+	if (strcmp(name, "cuMemAllocManaged") == 0) return (void *)cuMemAllocManaged;
+	if (strcmp(name, "cuMemAlloc_v2") == 0) return (void *)cuMemAlloc_v2;
+	if (strcmp(name, "cuMemFree_v2") == 0) return (void *)cuMemFree_v2;
+	return NULL;
+}
+
+/*
+ * A real driver's cuGetProcAddress returns internal pointers, not its
+ * exports, whatever is preloaded. These are such internal functions (static:
+ * no exported name), and cuLaunchKernel_ptsz is deliberately not exported at
+ * all, so test program `internal` sees what a real driver does.
+ */
+static unsigned long n_launch, n_launch_ptsz, n_alloc_v1, n_sync;
+
+static CUresult i_launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+			 unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+			 CUstream s, void **params, void **extra)
+{
+	(void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)shmem;
+	(void)s; (void)params; (void)extra;
+	__atomic_fetch_add(&n_launch, 1, __ATOMIC_RELAXED);
+	return CUDA_SUCCESS;
+}
+
+static CUresult i_launch_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+			      unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+			      CUstream s, void **params, void **extra)
+{
+	(void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)shmem;
+	(void)s; (void)params; (void)extra;
+	__atomic_fetch_add(&n_launch_ptsz, 1, __ATOMIC_RELAXED);
+	return CUDA_SUCCESS;
+}
+
+static CUresult i_alloc_v2(CUdeviceptr *dp, size_t n) { return cuMemAllocManaged(dp, n, 1); }
+static CUresult i_alloc_v1(CUdeviceptr_v1 *dp, unsigned int n)
+{
+	(void)n;
+	__atomic_fetch_add(&n_alloc_v1, 1, __ATOMIC_RELAXED);
+	if (dp) *dp = 0x1000;
+	return CUDA_SUCCESS;
+}
+static CUresult i_sync(void) { __atomic_fetch_add(&n_sync, 1, __ATOMIC_RELAXED); return CUDA_SUCCESS; }
+static CUresult i_gpa_v1(const char *s, void **p, int v, cuuint64_t f);
+static CUresult i_gpa_v2(const char *s, void **p, int v, cuuint64_t f,
+			 CUdriverProcAddressQueryResult *st);
+
+static void *lookup(const char *s, int v, cuuint64_t f)
+{
+	int pt = (f & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) &&
+		 !(f & CU_GET_PROC_ADDRESS_LEGACY_STREAM);
+	if (!s) return NULL;
+	if (!strcmp(s, "cuGetProcAddress")) return v >= 12000 ? (void *)i_gpa_v2 : (void *)i_gpa_v1;
+	if (!strcmp(s, "cuLaunchKernel")) return pt ? (void *)i_launch_ptsz : (void *)i_launch;
+	if (!strcmp(s, "cuMemAlloc")) return v >= 3020 ? (void *)i_alloc_v2 : (void *)i_alloc_v1;
+	if (!strcmp(s, "cuCtxSynchronize")) return (void *)i_sync;
+	return NULL;
+}
+
+static CUresult i_gpa_v1(const char *s, void **p, int v, cuuint64_t f)
+{
+	if (!p) return CUDA_ERROR_INVALID_VALUE;
+	*p = lookup(s, v, f);
+	return *p ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+}
+
+static CUresult i_gpa_v2(const char *s, void **p, int v, cuuint64_t f,
+			 CUdriverProcAddressQueryResult *st)
+{
+	CUresult r = i_gpa_v1(s, p, v, f);
+	if (st) *st = r == CUDA_SUCCESS ? CU_GET_PROC_ADDRESS_SUCCESS : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+	return r;
+}
+
+CUresult cuGetProcAddress_internal_v1(const char *s, void **p, int v, cuuint64_t f)
+{ return i_gpa_v1(s, p, v, f); }
+
+unsigned long nulldrv_calls(const char *what)
+{
+	if (!strcmp(what, "launch")) return n_launch;
+	if (!strcmp(what, "launch_ptsz")) return n_launch_ptsz;
+	if (!strcmp(what, "alloc_v1")) return n_alloc_v1;
+	if (!strcmp(what, "sync")) return n_sync;
+	return 0;
+}

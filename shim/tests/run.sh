@@ -1,0 +1,76 @@
+#!/bin/bash
+# shim/tests/run.sh BUILD_DIR [bench] - run the shim's test programs against
+# the fake driver (build/fakecuda/libcuda.so.1), or with "bench" the overhead
+# micro-benchmark against the test-only null driver.
+# Set SLUICE_DRIVER_DIR to a directory holding another libcuda.so.1 (the real
+# driver's, on a GPU host) to run the same programs against it.
+set -u
+B=${1:?usage: run.sh BUILD_DIR [bench]}
+MODE=${2:-test}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+T=$B/shim-tests
+SHIM=$B/libsluice.so
+DRV=${SLUICE_DRIVER_DIR:-$B/fakecuda}
+fail=0
+
+# Real-driver resolution (internal pointers): against the null driver.
+if [ "$MODE" = test ]; then
+	LD_LIBRARY_PATH=$T/null LD_PRELOAD=$SHIM "$T/internal" || fail=1
+fi
+
+if [ "$MODE" = bench ]; then
+	LD_LIBRARY_PATH=$T/null LD_PRELOAD=$SHIM "$T/bench" "$SHIM"
+	exit $?
+fi
+
+if [ ! -e "$DRV/libcuda.so.1" ]; then
+	msg="skipping shim tests: no driver at $DRV/libcuda.so.1 (make build/fakecuda/libcuda.so.1)"
+	if [ "${SLUICE_CI:-}" = 1 ]; then echo "FAIL: $msg"; exit 1; fi
+	echo "$msg"; exit 0
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+# The emulated GPU is shared through a file: give the tests their own.
+export FAKECUDA_DEVICE_FILE=$TMP/emugpu
+export LD_LIBRARY_PATH=$DRV${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+run() { # name, command...
+	local name=$1; shift
+	if ! "$@" >"$TMP/$name.out" 2>&1; then
+		echo "FAIL $name:"; sed 's/^/    /' "$TMP/$name.out"; fail=1
+	else
+		tail -n 3 "$TMP/$name.out"
+	fi
+}
+
+for p in direct runtime dlsym_new dlsym_old capture async; do
+	run "$p" env LD_PRELOAD="$SHIM" "$T/$p"
+done
+# No conversion: by request, and where the device lacks concurrent managed access.
+run nouvm-env env LD_PRELOAD="$SHIM" SLUICE_UVM=0 "$T/nouvm"
+run nouvm-device env LD_PRELOAD="$SHIM" FAKECUDA_CONCURRENT_MANAGED=0 "$T/nouvm"
+# A CUDA 12.x driver: no managed pools, so the synchronous fallback with
+# deferred frees (the fake reads FAKECUDA_DRIVER_VERSION).
+run async-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/async"
+# dlsym_old really references the pre-2.34 binding.
+if ! objdump -T "$T/dlsym_old" | grep -q 'GLIBC_2.2.5.* dlsym$'; then
+	echo "FAIL dlsym_old: binary does not reference dlsym@GLIBC_2.2.5"; fail=1
+fi
+run ctypes env LD_PRELOAD="$SHIM" python3 "$HERE/ctypes_test.py"
+run robust env LD_PRELOAD="$SHIM" "$T/robust"
+if command -v valgrind >/dev/null; then
+	run robust-memcheck env LD_PRELOAD="$SHIM" valgrind -q --error-exitcode=3 \
+		--suppressions="$HERE/valgrind.supp" "$T/robust"
+	run robust-helgrind env LD_PRELOAD="$SHIM" valgrind -q --tool=helgrind --error-exitcode=3 \
+		--suppressions="$HERE/valgrind.supp" "$T/robust"
+else
+	echo "valgrind missing: memcheck/helgrind runs skipped"
+	[ "${SLUICE_CI:-}" = 1 ] && fail=1
+fi
+# Commands (test 6) and fork (test 8) need the Go test daemon.
+(cd "$ROOT" && SLUICE_BUILD=$B ${GO:-go} test -race -count=1 -run 'TestShim' ./cgo/...) >"$TMP/go.out" 2>&1 \
+	|| { echo "FAIL go shim tests:"; sed 's/^/    /' "$TMP/go.out"; fail=1; }
+grep -E '^(ok|---|FAIL)' "$TMP/go.out" || true
+[ $fail -eq 0 ] && echo "shim tests: all passed"
+exit $fail

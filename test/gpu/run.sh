@@ -1,0 +1,260 @@
+#!/bin/bash
+# test/gpu/run.sh - Sluice's prepared real-GPU check (at most 8 minutes).
+#
+# On the GPU host (H100/H200, driver 580 / CUDA 13, PyTorch; no Docker, no
+# network) it builds the C artifacts it needs, then:
+#   1. runs the shim's test programs against the real driver,
+#   2. runs the driver-API example program (build/gpu-matmul) with and
+#      without LD_PRELOAD=build/libsluice.so: results checked, times compared,
+#   3. measures launch overhead with and without the shim,
+#   4. measures managed-memory prefetch GB/s (to device, to host) and the
+#      demand-fault cost,
+#   5. runs a PyTorch inference with and without the shim: outputs must be
+#      identical, allocations converted to managed memory, latency overhead,
+# and writes $OUT/results.json and $OUT/run.log.
+#
+# SLUICE_GPU_FAKE=1 runs the same script against the FAKE driver and
+# EMULATED GPU (build/fakecuda): real-GPU-only parts are reported as skipped
+# and figures are labelled emulated. SLUICE_GPU_QUICK=1 skips the shim test
+# suite (used by make test-fakecuda). It never asks for more managed memory
+# than a quarter of the GPU's free memory.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 1
+OUT=${OUT:-$ROOT/build/gpu-check}
+mkdir -p "$OUT"
+LOG=$OUT/run.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+FAKE=${SLUICE_GPU_FAKE:-0}
+QUICK=${SLUICE_GPU_QUICK:-0}
+B=$ROOT/build
+STEPS=$OUT/steps.jsonl
+: >"$STEPS"
+T0=$(date +%s)
+DEADLINE=$((T0 + ${SLUICE_GPU_BUDGET_S:-450}))
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+log() { echo "[$(($(date +%s) - T0))s] $*"; }
+left() { echo $((DEADLINE - $(date +%s))); }
+# budget for a step: min(want, time left - 5)
+budget() { local l; l=$(($(left) - 5)); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+# record NAME STATUS SECONDS DETAIL(json object or plain text)
+record() {
+	local detail=$4
+	case "$detail" in
+	\{*) ;;
+	*) detail=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$detail") ;;
+	esac
+	printf '{"name":"%s","status":"%s","seconds":%s,"detail":%s}\n' "$1" "$2" "$3" "$detail" >>"$STEPS"
+	log "$1: $2"
+}
+# last JSON line of a file (the programs print one)
+jline() { grep -E '^\{' "$1" | tail -n 1; }
+jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null; }
+
+log "Sluice GPU check: mode $([ "$FAKE" = 1 ] && echo fake || echo real), out $OUT"
+
+# ------------------------------------------------------------ environment
+if [ "$FAKE" = 1 ]; then
+	DRVDIR=$B/fakecuda
+	export FAKECUDA_DEVICE_FILE=$TMP/emugpu FAKECUDA_CAPACITY=${FAKECUDA_CAPACITY:-8G}
+	MODE=fake
+else
+	MODE=real
+	DRVDIR=
+	for d in $(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 / {print $NF}' | xargs -r -n1 dirname) \
+		/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64; do
+		if [ -e "$d/libcuda.so.1" ] && [ "$d" != "$B/fakecuda" ]; then DRVDIR=$d; break; fi
+	done
+	if [ -z "$DRVDIR" ]; then
+		record environment fail 0 "no real libcuda.so.1 found (set SLUICE_GPU_FAKE=1 to use the fake driver)"
+	fi
+	nvidia-smi --query-gpu=name,driver_version,memory.total,memory.free --format=csv 2>&1 | tee "$TMP/smi.txt"
+fi
+export LD_LIBRARY_PATH=${DRVDIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+record environment pass 0 "{\"mode\":\"$MODE\",\"driver_dir\":\"$DRVDIR\",\"host\":\"$(hostname)\",\"cpus\":$(nproc)}"
+
+# ------------------------------------------------------------------ build
+s=$(date +%s)
+TARGETS="$B/libsluice.so $B/gpu-matmul"
+[ "$FAKE" = 1 ] && TARGETS="$TARGETS $B/fakecuda/libcuda.so.1"
+if [ "$QUICK" != 1 ]; then TARGETS="$TARGETS shim-test-bins"; fi
+if timeout "$(budget 150)" make -s -j"$(nproc)" $TARGETS >"$TMP/build.out" 2>&1; then
+	record build pass $(($(date +%s) - s)) "make $TARGETS"
+else
+	tail -n 30 "$TMP/build.out"
+	record build fail $(($(date +%s) - s)) "make failed: $(tail -n 5 "$TMP/build.out" | tr '\n' ' ')"
+fi
+SHIM=$B/libsluice.so
+GM=$B/gpu-matmul
+
+# ------------------------------------------------- free memory and caps
+FREE_MB=0
+if [ "$FAKE" = 1 ]; then
+	FREE_MB=$(python3 -c 'import re,os; s=os.environ["FAKECUDA_CAPACITY"]; m=re.match(r"(\d+)([MG]?)",s); print(int(m.group(1))*(1024 if m.group(2)=="G" else 1))')
+else
+	FREE_MB=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null | head -n 1 | tr -d ' ')
+fi
+case "$FREE_MB" in '' | *[!0-9]*) FREE_MB=0 ;; esac
+CAP_MB=$((FREE_MB / 4)) # never more managed memory than a quarter of what is free
+[ $CAP_MB -gt 4096 ] && CAP_MB=4096
+if [ "$FAKE" = 1 ]; then
+	PF_MB=$((CAP_MB < 256 ? CAP_MB : 256)); MM_N=128; MM_ITERS=3; MM_MB=32; LAUNCHES=20000
+else
+	PF_MB=$CAP_MB; MM_N=1024; MM_ITERS=20; MM_MB=$((CAP_MB < 512 ? CAP_MB : 512)); LAUNCHES=200000
+fi
+record memory $([ $CAP_MB -gt 0 ] && echo pass || echo fail) 0 \
+	"{\"free_mb\":$FREE_MB,\"cap_mb\":$CAP_MB,\"prefetch_mb\":$PF_MB,\"matmul_buffer_mb\":$MM_MB}"
+
+# ------------------------------------- 0. the example's PTX through ptxas
+PTXAS=$(command -v ptxas || ls /usr/local/cuda/bin/ptxas 2>/dev/null | head -n 1)
+if [ -n "$PTXAS" ] && [ -x "$GM" ]; then
+	s=$(date +%s)
+	if "$GM" --ptx >"$TMP/gm.ptx" && "$PTXAS" -arch=sm_52 "$TMP/gm.ptx" -o "$TMP/gm.cubin" >"$TMP/ptxas.out" 2>&1; then
+		record ptxas pass $(($(date +%s) - s)) "$("$PTXAS" --version | tail -n 1)"
+	else
+		cat "$TMP/ptxas.out"
+		record ptxas fail $(($(date +%s) - s)) "$(head -n 5 "$TMP/ptxas.out" | tr '\n' ' ')"
+	fi
+else
+	record ptxas skip 0 "no ptxas on this host"
+fi
+
+# ------------------------------------------- 1. shim tests on this driver
+if [ "$QUICK" = 1 ]; then
+	record shim-tests skip 0 "SLUICE_GPU_QUICK=1"
+elif [ ! -x shim/tests/run.sh ]; then
+	record shim-tests skip 0 "shim/tests/run.sh missing"
+else
+	s=$(date +%s)
+	if SLUICE_DRIVER_DIR=$DRVDIR timeout "$(budget 150)" shim/tests/run.sh "$B" >"$TMP/shim.out" 2>&1; then
+		record shim-tests pass $(($(date +%s) - s)) "$(tail -n 3 "$TMP/shim.out" | tr '\n' ' ')"
+	else
+		cat "$TMP/shim.out"
+		record shim-tests fail $(($(date +%s) - s)) "$(grep -E '^FAIL' "$TMP/shim.out" | head -n 10 | tr '\n' ' ')"
+	fi
+fi
+
+# run_gm NAME STEP-TIMEOUT [env...] -- gpu-matmul args ; sets J to its JSON
+run_gm() {
+	local name=$1 to=$2; shift 2
+	local envs=()
+	while [ "$1" != -- ]; do envs+=("$1"); shift; done
+	shift
+	local s; s=$(date +%s)
+	J=
+	if [ "$(left)" -lt 10 ]; then record "$name" skip 0 "out of time"; return 1; fi
+	env "${envs[@]}" timeout "$(budget "$to")" "$GM" "$@" >"$TMP/$name.out" 2>&1
+	local rc=$?
+	J=$(jline "$TMP/$name.out")
+	if [ $rc -eq 0 ] && [ -n "$J" ] && [ "$(jget "$J" ok)" = True ]; then
+		record "$name" pass $(($(date +%s) - s)) "$J"
+		return 0
+	fi
+	cat "$TMP/$name.out"
+	record "$name" fail $(($(date +%s) - s)) "${J:-rc=$rc $(tail -n 3 "$TMP/$name.out" | tr '\n' ' ')}"
+	J=
+	return 1
+}
+
+# ------------------------------ 2. example program, with and without shim
+MMARGS=(--mode matmul --n "$MM_N" --iters "$MM_ITERS" --mb "$MM_MB")
+run_gm matmul-base 60 X=1 -- "${MMARGS[@]}"; J_MB=$J
+run_gm matmul-shim 60 LD_PRELOAD="$SHIM" -- "${MMARGS[@]}"; J_MS=$J
+
+# ---------------------------------- 3. launch overhead with/without shim
+run_gm launch-base 40 X=1 -- --mode launch --count "$LAUNCHES"; J_LB=$J
+run_gm launch-shim 40 LD_PRELOAD="$SHIM" -- --mode launch --count "$LAUNCHES"; J_LS=$J
+
+# ---------------------------- 4. prefetch bandwidth and demand-fault cost
+if [ "$PF_MB" -ge 1 ]; then
+	run_gm prefetch 60 X=1 -- --mode prefetch --mb "$PF_MB" --iters 3; J_PF=$J
+	run_gm fault 60 X=1 -- --mode fault --mb "$PF_MB"; J_FT=$J
+else
+	record prefetch fail 0 "no free GPU memory figure"; J_PF=; J_FT=
+fi
+
+# ------------------------------------ 5. PyTorch inference under the shim
+J_TB=; J_TS=
+if [ "$FAKE" = 1 ]; then
+	record torch skip 0 "real GPU only (the fake driver cannot run PyTorch's kernels)"
+elif ! python3 -c 'import torch' >/dev/null 2>&1; then
+	record torch skip 0 "torch not importable on this host"
+else
+	s=$(date +%s)
+	timeout "$(budget 120)" python3 test/gpu/torch_infer.py --out "$TMP/base.pt" >"$TMP/tb.out" 2>&1
+	J_TB=$(jline "$TMP/tb.out")
+	LD_PRELOAD="$SHIM" timeout "$(budget 120)" python3 test/gpu/torch_infer.py --out "$TMP/shim.pt" >"$TMP/ts.out" 2>&1
+	J_TS=$(jline "$TMP/ts.out")
+	verdict=$(python3 - "$J_TB" "$J_TS" <<'EOF'
+import json, sys
+try:
+    b, s = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+except Exception as e:
+    print("fail bad output: %s" % e); sys.exit()
+if not b.get("ok") or not s.get("ok"):
+    print("fail %s / %s" % (b.get("skip", b.get("ok")), s.get("skip", s.get("ok")))); sys.exit()
+probs = []
+if b["sha256"] != s["sha256"]:
+    probs.append("outputs differ")
+if s.get("weights_managed") is not True:
+    probs.append("allocations not converted to managed memory under the shim")
+print(("fail " + "; ".join(probs)) if probs else "pass")
+EOF
+)
+	detail="{\"base\":${J_TB:-null},\"shim\":${J_TS:-null}}"
+	case "$verdict" in
+	pass) record torch pass $(($(date +%s) - s)) "$detail" ;;
+	*) cat "$TMP/tb.out" "$TMP/ts.out"; record torch fail $(($(date +%s) - s)) "{\"why\":\"${verdict#fail }\",\"base\":${J_TB:-null},\"shim\":${J_TS:-null}}" ;;
+	esac
+fi
+
+# ----------------------------------------------------------- results
+python3 - "$STEPS" "$OUT/results.json" "$MODE" "$T0" <<'EOF'
+import json, sys, time
+steps = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {s["name"]: s for s in steps}
+def d(name):
+    s = by.get(name)
+    return s["detail"] if s and s["status"] == "pass" and isinstance(s["detail"], dict) else None
+fig = {}
+mb, ms = d("matmul-base"), d("matmul-shim")
+if mb and ms:
+    fig["matmul_per_iter_ms"] = {"base": mb["ms"]["per_iter"], "shim": ms["ms"]["per_iter"]}
+    if mb["ms"]["per_iter"]:
+        fig["matmul_shim_overhead_pct"] = round((ms["ms"]["per_iter"] / mb["ms"]["per_iter"] - 1) * 100, 2)
+lb, ls = d("launch-base"), d("launch-shim")
+if lb and ls:
+    fig["launch_ns"] = {"base": lb["ns_per_launch_best"], "shim": ls["ns_per_launch_best"],
+                        "added": round(ls["ns_per_launch_best"] - lb["ns_per_launch_best"], 1)}
+pf = d("prefetch")
+if pf:
+    fig["prefetch_gbps"] = {"to_device": pf["to_device_gbps"], "to_host": pf["to_host_gbps"], "mb": pf["mb"]}
+ft = d("fault")
+if ft:
+    fig["demand_fault"] = {"us_per_mb": ft["fault_us_per_mb"], "gbps": ft["fault_gbps"],
+                           "faulting_kernel_ms": ft["faulting_kernel_ms"], "resident_kernel_ms": ft["resident_kernel_ms"],
+                           "prefetch_then_kernel_ms": ft["prefetch_then_kernel_ms"]}
+t = d("torch")
+if t:
+    fig["torch_median_ms"] = {"base": t["base"]["median_ms"], "shim": t["shim"]["median_ms"],
+                              "overhead_pct": round((t["shim"]["median_ms"] / t["base"]["median_ms"] - 1) * 100, 2)}
+res = {
+    "mode": sys.argv[3],
+    "emulated": sys.argv[3] == "fake",
+    "started_unix": int(sys.argv[4]),
+    "seconds": int(time.time()) - int(sys.argv[4]),
+    "passed": sum(s["status"] == "pass" for s in steps),
+    "failed": sum(s["status"] == "fail" for s in steps),
+    "skipped": sum(s["status"] == "skip" for s in steps),
+    "figures": fig,
+    "steps": steps,
+}
+json.dump(res, open(sys.argv[2], "w"), indent=1)
+print(json.dumps({k: res[k] for k in ("mode", "seconds", "passed", "failed", "skipped")}))
+print(json.dumps(fig, indent=1))
+EOF
+log "results: $OUT/results.json, log: $LOG"
+grep -q '"failed": 0' "$OUT/results.json"
