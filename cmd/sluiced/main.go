@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluice-gpu/sluice/bpf"
+	"github.com/sluice-gpu/sluice/bpf/observer"
 	"github.com/sluice-gpu/sluice/internal/config"
 	"github.com/sluice-gpu/sluice/internal/version"
 )
@@ -58,6 +60,8 @@ func parseConfig(args []string, stderr io.Writer) (config.Config, error) {
 	level := fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
 	format := fs.String("log-format", def.LogFormat, "log format: text or json")
 	shutdown := fs.Duration("shutdown-timeout", time.Duration(def.ShutdownTimeout), "graceful shutdown limit")
+	ebpfOn := fs.Bool("ebpf", def.EBPF.Enabled, "observe GPU activity per container with eBPF uprobes (needs root)")
+	ebpfLib := fs.String("ebpf-library", def.EBPF.Library, "CUDA driver library to probe (default: the host's libcuda.so.1)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,6 +95,10 @@ func parseConfig(args []string, stderr io.Writer) (config.Config, error) {
 			cfg.LogFormat = *format
 		case "shutdown-timeout":
 			cfg.ShutdownTimeout = config.Duration(*shutdown)
+		case "ebpf":
+			cfg.EBPF.Enabled = *ebpfOn
+		case "ebpf-library":
+			cfg.EBPF.Library = *ebpfLib
 		}
 	})
 	return cfg, cfg.Validate()
@@ -120,6 +128,22 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(),
 	)
+
+	obs, err := openObserver(cfg.EBPF, reg, log)
+	if err != nil {
+		return err
+	}
+	if obs != nil {
+		defer obs.Close()
+		octx, ocancel := context.WithCancel(ctx)
+		defer ocancel()
+		go drainSamples(octx, obs)
+		go func() {
+			if err := obs.Run(octx); err != nil {
+				log.Error("ebpf observer stopped", "err", err)
+			}
+		}()
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -153,6 +177,41 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openObserver attaches the eBPF observer when enabled. Where this host
+// cannot run eBPF it returns nil and no error: the observer has logged why,
+// and the daemon runs without it.
+func openObserver(cfg config.EBPF, reg prometheus.Registerer, log *slog.Logger) (*observer.Observer, error) {
+	if !cfg.Enabled {
+		log.Info("ebpf observability off by configuration")
+		return nil, nil
+	}
+	o, err := observer.Open(observer.Config{
+		Interval:   time.Duration(cfg.Interval),
+		Registerer: reg,
+		Logger:     log.With("component", "ebpf"),
+	}, &bpf.Options{Library: cfg.Library, Launches: cfg.Launches})
+	if errors.Is(err, bpf.ErrNotSupported) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// drainSamples consumes the observer's per-container activity batches.
+// The scheduling core takes them as monitor events once the live daemon
+// drives it; until then the daemon only exports them as metrics.
+func drainSamples(ctx context.Context, o *observer.Observer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.Samples():
+		}
+	}
 }
 
 func buildInfo() prometheus.Collector {

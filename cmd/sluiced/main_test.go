@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-gpu/sluice/internal/config"
+	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
 func TestServeHealthAndMetricsThenShutDown(t *testing.T) {
@@ -20,7 +21,12 @@ func TestServeHealthAndMetricsThenShutDown(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var logs bytes.Buffer
-	go func() { done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-log-format", "json"}, &logs, ready) }()
+	// A driver library that does not exist: eBPF cannot run, the daemon logs
+	// one line and serves without it, root or not.
+	noLib := filepath.Join(t.TempDir(), "libcuda.so.1")
+	go func() {
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-log-format", "json", "-ebpf-library", noLib}, &logs, ready)
+	}()
 	var addr string
 	select {
 	case addr = <-ready:
@@ -56,6 +62,9 @@ func TestServeHealthAndMetricsThenShutDown(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not shut down within 15s of cancel")
+	}
+	if n := strings.Count(logs.String(), "ebpf observability disabled"); n != 1 {
+		t.Errorf("want exactly one line saying eBPF is disabled, got %d:\n%s", n, logs.String())
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("logs lack the stop line:\n%s", logs.String())
@@ -96,5 +105,41 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("parseConfig(%q) = %+v, %v", tt.args, c, err)
 			}
 		})
+	}
+}
+
+// TestEBPFAttachedToFakeDriver starts the daemon with eBPF on the fake CUDA
+// driver (root only) and checks that the observer's metrics are served.
+func TestEBPFAttachedToFakeDriver(t *testing.T) {
+	testenv.RequireRoot(t)
+	lib := testenv.Artifact(t, "fakecuda/libcuda.so.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-ebpf-library", lib}, &logs, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run returned before serving: %v\n%s", err, logs.String())
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "sluice_ebpf_") {
+		t.Errorf("/metrics lacks the eBPF observer's sluice_ebpf_* metrics:\n%.600s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
+	}
+	if !strings.Contains(logs.String(), "ebpf observability attached") {
+		t.Errorf("logs lack the attach line:\n%s", logs.String())
 	}
 }

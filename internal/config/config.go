@@ -36,6 +36,25 @@ type Config struct {
 	// ShutdownTimeout bounds graceful shutdown after SIGTERM/SIGINT.
 	// Default "10s" (a Go duration string in the file).
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
+	// EBPF configures the eBPF observer (uprobes on the CUDA driver).
+	EBPF EBPF `json:"ebpf"`
+}
+
+// EBPF configures the eBPF observer. Where eBPF cannot run (not root, no BTF,
+// no uprobes, no driver library) the daemon logs one line and runs without it.
+type EBPF struct {
+	// Enabled attaches the probes at start. Default true.
+	Enabled bool `json:"enabled"`
+	// Library is the CUDA driver library to probe: the host's libcuda.so.1
+	// that the NVIDIA container toolkit bind-mounts into containers, or the
+	// fake driver on hosts without a GPU. Default "": the first of the usual
+	// host paths that exists.
+	Library string `json:"library"`
+	// Launches probes kernel launches too. Default false: a uprobe costs
+	// about 1 us, more than 5% of a native launch (docs/OBSERVABILITY.md).
+	Launches bool `json:"launches"`
+	// Interval between two reads of the BPF maps. Default "1s".
+	Interval Duration `json:"interval"`
 }
 
 // Default returns the configuration used when no file or flag says otherwise.
@@ -46,6 +65,7 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: Duration(10 * time.Second),
+		EBPF:            EBPF{Enabled: true, Interval: Duration(time.Second)},
 	}
 }
 
@@ -130,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("%w: field shutdown_timeout %s: must be positive", ErrInvalid, time.Duration(c.ShutdownTimeout))
+	}
+	if c.EBPF.Interval <= 0 {
+		return fmt.Errorf("%w: field ebpf.interval %s: must be positive", ErrInvalid, time.Duration(c.EBPF.Interval))
 	}
 	return nil
 }

@@ -28,6 +28,11 @@ func TestParse(t *testing.T) {
 			}},
 		{"partial keeps defaults", `{"version":1,"log_level":"warn"}`, "",
 			func(c Config) bool { return c.Listen == Default().Listen && c.LogLevel == "warn" }},
+		{"nested ebpf", `{"version":1,"ebpf":{"enabled":false,"library":"/x/libcuda.so.1","interval":"250ms"}}`, "",
+			func(c Config) bool {
+				return !c.EBPF.Enabled && c.EBPF.Library == "/x/libcuda.so.1" && time.Duration(c.EBPF.Interval) == 250*time.Millisecond
+			}},
+		{"nested unknown field", `{"version":1,"ebpf":{"enable":true}}`, `unknown field "enable"`, nil},
 		{"missing version", `{"listen":"a:1"}`, "field version: got 0", nil},
 		{"unknown field", `{"version":1,"lisen":"a:1"}`, `unknown field "lisen"`, nil},
 		{"syntax error line", "{\n\"version\":1,\n\"listen\": }", "c.json:3", nil},
@@ -63,6 +68,7 @@ func TestValidate(t *testing.T) {
 		{"level", func(c *Config) { c.LogLevel = "loud" }, "field log_level"},
 		{"format", func(c *Config) { c.LogFormat = "xml" }, "field log_format"},
 		{"timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "field shutdown_timeout"},
+		{"ebpf interval", func(c *Config) { c.EBPF.Interval = -1 }, "field ebpf.interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
