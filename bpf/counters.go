@@ -31,12 +31,20 @@ const (
 
 // LaunchNames, SyncNames, MemcpyNames and AllocNames label the counter
 // indexes above (for metrics and logs).
-var (
-	LaunchNames = [LaunchKinds]string{"cuLaunchKernel", "cuLaunchKernel_ptsz", "cuLaunchKernelEx", "cuGraphLaunch"}
-	SyncNames   = [SyncKinds]string{"cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize"}
-	MemcpyNames = [MemcpyKinds]string{"htod", "dtoh", "dtod", "unified"}
-	AllocNames  = [AllocKinds]string{"device", "managed", "async"}
-)
+func LaunchNames() [LaunchKinds]string {
+	return [...]string{"cuLaunchKernel", "cuLaunchKernel_ptsz", "cuLaunchKernelEx", "cuGraphLaunch"}
+}
+
+// SyncNames: see [LaunchNames].
+func SyncNames() [SyncKinds]string {
+	return [...]string{"cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize"}
+}
+
+// MemcpyNames: see [LaunchNames].
+func MemcpyNames() [MemcpyKinds]string { return [...]string{"htod", "dtoh", "dtod", "unified"} }
+
+// AllocNames: see [LaunchNames].
+func AllocNames() [AllocKinds]string { return [...]string{"device", "managed", "async"} }
 
 // Counters are one cgroup's totals since the probes were attached (or since
 // the cgroup's first probed call). All fields only grow.
@@ -53,9 +61,10 @@ type Counters struct {
 	UntrackedBytes    uint64 // allocated while the allocation table was full
 	Memcpys           [MemcpyKinds]uint64
 	MemcpyBytes       [MemcpyKinds]uint64
+	MemcpyNs          [MemcpyKinds]uint64 // time inside synchronous copies (they wait for the GPU)
 	Prefetches        uint64
 	PrefetchBytes     uint64
-	FailedCalls       uint64 // probed allocations and synchronizations that returned an error
+	FailedCalls       uint64 // probed allocations, synchronizations and synchronous copies that returned an error
 	SyncHist          [SyncHistBuckets]uint64
 }
 
@@ -64,6 +73,9 @@ func (c *Counters) TotalLaunches() uint64 { return sum(c.Launches[:]) }
 
 // TotalSyncNs sums the time spent in all synchronization APIs.
 func (c *Counters) TotalSyncNs() uint64 { return sum(c.SyncNs[:]) }
+
+// TotalMemcpyNs sums the time spent in synchronous copies.
+func (c *Counters) TotalMemcpyNs() uint64 { return sum(c.MemcpyNs[:]) }
 
 // TotalAllocBytes sums the bytes of successful allocations of all kinds.
 func (c *Counters) TotalAllocBytes() uint64 { return sum(c.AllocBytes[:]) }
@@ -98,6 +110,7 @@ func (c *Counters) Add(o *Counters) {
 	c.UntrackedBytes += o.UntrackedBytes
 	addAll(c.Memcpys[:], o.Memcpys[:])
 	addAll(c.MemcpyBytes[:], o.MemcpyBytes[:])
+	addAll(c.MemcpyNs[:], o.MemcpyNs[:])
 	c.Prefetches += o.Prefetches
 	c.PrefetchBytes += o.PrefetchBytes
 	c.FailedCalls += o.FailedCalls

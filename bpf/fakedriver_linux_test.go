@@ -47,3 +47,29 @@ func TestFakeDriver(t *testing.T) {
 		t.Errorf("syncs %v, failed calls %d; want [1 0 0], 0", c.Syncs, c.FailedCalls)
 	}
 }
+
+// TestRealDriver is a manual check for a GPU host: SLUICE_BPF_REAL_DRIVER
+// names the host's libcuda.so.1. It checks that launches made through a
+// cuGetProcAddress pointer are seen (the CUDA runtime calls that way), and
+// that an allocation and its release are accounted. It is not a CI test.
+func TestRealDriver(t *testing.T) {
+	lib := os.Getenv("SLUICE_BPF_REAL_DRIVER")
+	if lib == "" {
+		t.Skip("skipping: set SLUICE_BPF_REAL_DRIVER to the host's libcuda.so.1 (GPU hosts only)")
+	}
+	_, caller := bpftest.Build(t)
+	p := open(t, lib, true)
+	cg := bpftest.NewCgroup(t)
+	cg.Run(t, caller, lib, "init", "bench=3", "gpa=7", "launchbench=5", "alloc=1048576", "free", "ctxsync")
+	c := counters(t, p, cg.ID)
+	t.Logf("counters: %+v", c)
+	if c.Launches[bpf.LaunchKernel] != 15 {
+		t.Errorf("launches = %d, want 15 (3 dlsym, 7 cuGetProcAddress, 5 real)", c.Launches[bpf.LaunchKernel])
+	}
+	if c.AllocBytes[bpf.AllocDevice] < 1048576 || c.LiveBytes() != 0 {
+		t.Errorf("device bytes allocated %d (want >= 1048576), live after exit %d (want 0)", c.AllocBytes[0], c.LiveBytes())
+	}
+	if c.Syncs[bpf.SyncCtx] < 2 {
+		t.Errorf("ctx syncs %d, want >= 2", c.Syncs[bpf.SyncCtx])
+	}
+}

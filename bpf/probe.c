@@ -22,8 +22,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Per-cgroup counters, updated with atomic adds. One shared copy, not one
- * per CPU: a per-CPU map would cost max_entries x 576 B x CPUs of memory
- * (300 MB on a 128-CPU host), and the cross-CPU atomic (~0.1 us at worst)
+ * per CPU: a per-CPU map would cost max_entries x 608 B x CPUs of memory
+ * (~320 MB on a 128-CPU host), and the cross-CPU atomic (~0.1 us at worst)
  * is small next to the uprobe trap (0.8-15 us measured). Entries are
  * allocated on first use. */
 struct {
@@ -59,6 +59,14 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct pending_sync);
 } pending_syncs SEC(".maps");
+
+/* Synchronous copies in flight: entry time, between entry and return. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_INFLIGHT);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct pending_sync);
+} pending_copies SEC(".maps");
 
 /* Processes that allocated device memory: tgid -> cgroup and live bytes. */
 struct {
@@ -198,14 +206,23 @@ int uretprobe_sync(struct pt_regs *ctx)
 }
 
 /* ---- copies and prefetches: bytes counted on entry ----
- * Every probed copy is cuMemcpy*(dst, src, bytes[, stream]); the cookie is
- * the direction. */
+ * Every probed copy is cuMemcpy*(dst, src, bytes[, stream]). The cookie is
+ * the direction, plus MEMCPY_SYNC for the synchronous forms: they wait for
+ * the GPU (the work queued before them, then the copy), so their duration
+ * is timed like a synchronization, by a return probe. */
 
 SEC("uprobe")
 int uprobe_memcpy(struct pt_regs *ctx)
 {
-	__u64 k = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 k = cookie & ~(__u64)MEMCPY_SYNC;
 	__u64 bytes = PT_REGS_PARM3(ctx);
+	if (cookie & MEMCPY_SYNC) {
+		__u64 id = bpf_get_current_pid_tgid();
+		struct pending_sync p = {.start_ns = bpf_ktime_get_ns(), .kind = (__u32)k};
+		if (bpf_map_update_elem(&pending_copies, &id, &p, BPF_ANY))
+			count_drop(DROP_INFLIGHT_FULL);
+	}
 	struct counters *c = cgroup_counters(bpf_get_current_cgroup_id());
 	if (!c)
 		return 0;
@@ -213,6 +230,26 @@ int uprobe_memcpy(struct pt_regs *ctx)
 		__sync_fetch_and_add(&c->memcpys[k], 1);
 		__sync_fetch_and_add(&c->memcpy_bytes[k], bytes);
 	}
+	return 0;
+}
+
+SEC("uretprobe")
+int uretprobe_memcpy(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_sync *p = bpf_map_lookup_elem(&pending_copies, &id);
+	if (!p)
+		return 0;
+	__u64 dt = bpf_ktime_get_ns() - p->start_ns;
+	__u32 k = p->kind;
+	bpf_map_delete_elem(&pending_copies, &id);
+	struct counters *c = cgroup_counters(bpf_get_current_cgroup_id());
+	if (!c)
+		return 0;
+	if (k < MEMCPY_KINDS)
+		__sync_fetch_and_add(&c->memcpy_ns[k], dt);
+	if ((__s32)PT_REGS_RC(ctx) != 0)
+		__sync_fetch_and_add(&c->failed_calls, 1);
 	return 0;
 }
 
@@ -377,6 +414,7 @@ int tp_exit(void *ctx)
 	 * drop its in-flight entries so they cannot pile up. */
 	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_delete_elem(&pending_syncs, &id);
+	bpf_map_delete_elem(&pending_copies, &id);
 	bpf_map_delete_elem(&pending_allocs, &id);
 
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();

@@ -27,13 +27,15 @@ enum sync_kind {
 	SYNC_KINDS = 3,
 };
 
-/* Copy directions (attach cookie of uprobe_memcpy). */
+/* Copy directions (attach cookie of uprobe_memcpy, plus MEMCPY_SYNC for
+ * the synchronous forms, which are timed). */
 enum memcpy_kind {
 	MEMCPY_HTOD = 0,
 	MEMCPY_DTOH = 1,
 	MEMCPY_DTOD = 2,
 	MEMCPY_UNIFIED = 3, /* cuMemcpy, cuMemcpyAsync: direction from the pointers */
 	MEMCPY_KINDS = 4,
+	MEMCPY_SYNC = 256,
 };
 
 /* Allocation APIs (attach cookie of uprobe_alloc). */
@@ -69,6 +71,7 @@ struct counters {
 	__u64 untracked_bytes; /* allocations the allocs map had no room for */
 	__u64 memcpys[MEMCPY_KINDS];
 	__u64 memcpy_bytes[MEMCPY_KINDS];
+	__u64 memcpy_ns[MEMCPY_KINDS]; /* time inside synchronous copies */
 	__u64 prefetches;
 	__u64 prefetch_bytes;
 	__u64 failed_calls; /* probed calls that returned a CUresult other than 0 */

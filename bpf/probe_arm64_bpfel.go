@@ -40,6 +40,7 @@ type probeCounters struct {
 	UntrackedBytes    uint64
 	Memcpys           [4]uint64
 	MemcpyBytes       [4]uint64
+	MemcpyNs          [4]uint64
 	Prefetches        uint64
 	PrefetchBytes     uint64
 	FailedCalls       uint64
@@ -85,25 +86,27 @@ type probeProcVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	probeMapAllocs          = "allocs"
-	probeMapDrops           = "drops"
-	probeMapEvents          = "events"
-	probeMapPendingAllocs   = "pending_allocs"
-	probeMapPendingSyncs    = "pending_syncs"
-	probeMapProcs           = "procs"
-	probeMapStats           = "stats"
-	probeProgTpExec         = "tp_exec"
-	probeProgTpExit         = "tp_exit"
-	probeProgUprobeAlloc    = "uprobe_alloc"
-	probeProgUprobeFree     = "uprobe_free"
-	probeProgUprobeLaunch   = "uprobe_launch"
-	probeProgUprobeMemcpy   = "uprobe_memcpy"
-	probeProgUprobePrefetch = "uprobe_prefetch"
-	probeProgUprobeSync     = "uprobe_sync"
-	probeProgUretprobeAlloc = "uretprobe_alloc"
-	probeProgUretprobeSync  = "uretprobe_sync"
-	probeVarUnusedCounters  = "unused_counters"
-	probeVarUnusedEvent     = "unused_event"
+	probeMapAllocs           = "allocs"
+	probeMapDrops            = "drops"
+	probeMapEvents           = "events"
+	probeMapPendingAllocs    = "pending_allocs"
+	probeMapPendingCopies    = "pending_copies"
+	probeMapPendingSyncs     = "pending_syncs"
+	probeMapProcs            = "procs"
+	probeMapStats            = "stats"
+	probeProgTpExec          = "tp_exec"
+	probeProgTpExit          = "tp_exit"
+	probeProgUprobeAlloc     = "uprobe_alloc"
+	probeProgUprobeFree      = "uprobe_free"
+	probeProgUprobeLaunch    = "uprobe_launch"
+	probeProgUprobeMemcpy    = "uprobe_memcpy"
+	probeProgUprobePrefetch  = "uprobe_prefetch"
+	probeProgUprobeSync      = "uprobe_sync"
+	probeProgUretprobeAlloc  = "uretprobe_alloc"
+	probeProgUretprobeMemcpy = "uretprobe_memcpy"
+	probeProgUretprobeSync   = "uretprobe_sync"
+	probeVarUnusedCounters   = "unused_counters"
+	probeVarUnusedEvent      = "unused_event"
 )
 
 // loadProbe returns the embedded CollectionSpec for probe.
@@ -148,16 +151,17 @@ type probeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probeProgramSpecs struct {
-	TpExec         *ebpf.ProgramSpec `ebpf:"tp_exec"`
-	TpExit         *ebpf.ProgramSpec `ebpf:"tp_exit"`
-	UprobeAlloc    *ebpf.ProgramSpec `ebpf:"uprobe_alloc"`
-	UprobeFree     *ebpf.ProgramSpec `ebpf:"uprobe_free"`
-	UprobeLaunch   *ebpf.ProgramSpec `ebpf:"uprobe_launch"`
-	UprobeMemcpy   *ebpf.ProgramSpec `ebpf:"uprobe_memcpy"`
-	UprobePrefetch *ebpf.ProgramSpec `ebpf:"uprobe_prefetch"`
-	UprobeSync     *ebpf.ProgramSpec `ebpf:"uprobe_sync"`
-	UretprobeAlloc *ebpf.ProgramSpec `ebpf:"uretprobe_alloc"`
-	UretprobeSync  *ebpf.ProgramSpec `ebpf:"uretprobe_sync"`
+	TpExec          *ebpf.ProgramSpec `ebpf:"tp_exec"`
+	TpExit          *ebpf.ProgramSpec `ebpf:"tp_exit"`
+	UprobeAlloc     *ebpf.ProgramSpec `ebpf:"uprobe_alloc"`
+	UprobeFree      *ebpf.ProgramSpec `ebpf:"uprobe_free"`
+	UprobeLaunch    *ebpf.ProgramSpec `ebpf:"uprobe_launch"`
+	UprobeMemcpy    *ebpf.ProgramSpec `ebpf:"uprobe_memcpy"`
+	UprobePrefetch  *ebpf.ProgramSpec `ebpf:"uprobe_prefetch"`
+	UprobeSync      *ebpf.ProgramSpec `ebpf:"uprobe_sync"`
+	UretprobeAlloc  *ebpf.ProgramSpec `ebpf:"uretprobe_alloc"`
+	UretprobeMemcpy *ebpf.ProgramSpec `ebpf:"uretprobe_memcpy"`
+	UretprobeSync   *ebpf.ProgramSpec `ebpf:"uretprobe_sync"`
 }
 
 // probeMapSpecs contains maps before they are loaded into the kernel.
@@ -168,6 +172,7 @@ type probeMapSpecs struct {
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	PendingAllocs *ebpf.MapSpec `ebpf:"pending_allocs"`
+	PendingCopies *ebpf.MapSpec `ebpf:"pending_copies"`
 	PendingSyncs  *ebpf.MapSpec `ebpf:"pending_syncs"`
 	Procs         *ebpf.MapSpec `ebpf:"procs"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -205,6 +210,7 @@ type probeMaps struct {
 	Drops         *ebpf.Map `ebpf:"drops"`
 	Events        *ebpf.Map `ebpf:"events"`
 	PendingAllocs *ebpf.Map `ebpf:"pending_allocs"`
+	PendingCopies *ebpf.Map `ebpf:"pending_copies"`
 	PendingSyncs  *ebpf.Map `ebpf:"pending_syncs"`
 	Procs         *ebpf.Map `ebpf:"procs"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -216,6 +222,7 @@ func (m *probeMaps) Close() error {
 		m.Drops,
 		m.Events,
 		m.PendingAllocs,
+		m.PendingCopies,
 		m.PendingSyncs,
 		m.Procs,
 		m.Stats,
@@ -234,16 +241,17 @@ type probeVariables struct {
 //
 // It can be passed to loadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probePrograms struct {
-	TpExec         *ebpf.Program `ebpf:"tp_exec"`
-	TpExit         *ebpf.Program `ebpf:"tp_exit"`
-	UprobeAlloc    *ebpf.Program `ebpf:"uprobe_alloc"`
-	UprobeFree     *ebpf.Program `ebpf:"uprobe_free"`
-	UprobeLaunch   *ebpf.Program `ebpf:"uprobe_launch"`
-	UprobeMemcpy   *ebpf.Program `ebpf:"uprobe_memcpy"`
-	UprobePrefetch *ebpf.Program `ebpf:"uprobe_prefetch"`
-	UprobeSync     *ebpf.Program `ebpf:"uprobe_sync"`
-	UretprobeAlloc *ebpf.Program `ebpf:"uretprobe_alloc"`
-	UretprobeSync  *ebpf.Program `ebpf:"uretprobe_sync"`
+	TpExec          *ebpf.Program `ebpf:"tp_exec"`
+	TpExit          *ebpf.Program `ebpf:"tp_exit"`
+	UprobeAlloc     *ebpf.Program `ebpf:"uprobe_alloc"`
+	UprobeFree      *ebpf.Program `ebpf:"uprobe_free"`
+	UprobeLaunch    *ebpf.Program `ebpf:"uprobe_launch"`
+	UprobeMemcpy    *ebpf.Program `ebpf:"uprobe_memcpy"`
+	UprobePrefetch  *ebpf.Program `ebpf:"uprobe_prefetch"`
+	UprobeSync      *ebpf.Program `ebpf:"uprobe_sync"`
+	UretprobeAlloc  *ebpf.Program `ebpf:"uretprobe_alloc"`
+	UretprobeMemcpy *ebpf.Program `ebpf:"uretprobe_memcpy"`
+	UretprobeSync   *ebpf.Program `ebpf:"uretprobe_sync"`
 }
 
 func (p *probePrograms) Close() error {
@@ -257,6 +265,7 @@ func (p *probePrograms) Close() error {
 		p.UprobePrefetch,
 		p.UprobeSync,
 		p.UretprobeAlloc,
+		p.UretprobeMemcpy,
 		p.UretprobeSync,
 	)
 }

@@ -77,10 +77,8 @@ func Open(opts *Options) (*Probe, error) {
 		}
 	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load probes: %+v", ve)
-		}
+		// A verifier rejection (*ebpf.VerifierError, full log with %+v) is a
+		// real failure, not a missing feature.
 		return nil, fmt.Errorf("load probes: %w", notSupportedIfPerm(err))
 	}
 	if err := p.attach(opts); err != nil {
@@ -96,9 +94,14 @@ func Open(opts *Options) (*Probe, error) {
 	return p, nil
 }
 
+// notSupportedIfPerm wraps ErrNotSupported around permission errors and
+// kernel features cilium/ebpf finds missing.
 func notSupportedIfPerm(err error) error {
-	if errors.Is(err, os.ErrPermission) || errors.Is(err, ebpf.ErrNotSupported) {
-		return fmt.Errorf("%w (needs root: CAP_BPF, CAP_PERFMON): %w", ErrNotSupported, err)
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w (needs CAP_BPF and CAP_PERFMON): %w", ErrNotSupported, err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
 	}
 	return err
 }
@@ -195,7 +198,7 @@ func (p *Probe) attach(opts *Options) error {
 		case k == kindLaunch && !opts.Launches,
 			k == kindSync && opts.DisableSyncs,
 			(k == kindAlloc || k == kindFree) && opts.DisableMemory,
-			(k == kindMemcpy || k == kindPrefetch) && opts.DisableCopies:
+			(k == kindMemcpy || k == kindMemcpyAsync || k == kindPrefetch) && opts.DisableCopies:
 			continue
 		}
 		if err := p.attachKind(k); err != nil {
@@ -314,6 +317,8 @@ func (p *Probe) programs(k probeKind) (entry, ret *ebpf.Program) {
 	case kindSync:
 		return p.objs.UprobeSync, p.objs.UretprobeSync
 	case kindMemcpy:
+		return p.objs.UprobeMemcpy, p.objs.UretprobeMemcpy
+	case kindMemcpyAsync:
 		return p.objs.UprobeMemcpy, nil
 	case kindPrefetch:
 		return p.objs.UprobePrefetch, nil
@@ -426,6 +431,7 @@ func fromProbe(pc *probeCounters) *Counters {
 		UntrackedBytes:    pc.UntrackedBytes,
 		Memcpys:           pc.Memcpys,
 		MemcpyBytes:       pc.MemcpyBytes,
+		MemcpyNs:          pc.MemcpyNs,
 		Prefetches:        pc.Prefetches,
 		PrefetchBytes:     pc.PrefetchBytes,
 		FailedCalls:       pc.FailedCalls,

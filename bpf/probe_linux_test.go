@@ -93,8 +93,14 @@ func testExactCounts(t *testing.T, p *bpf.Probe, lib, caller string) {
 	if hist != 4 {
 		t.Errorf("sync histogram holds %d waits, want 4", hist)
 	}
+	for k, ns := range c.MemcpyNs {
+		if ns == 0 {
+			t.Errorf("synchronous %s copies took 0 ns", bpf.MemcpyNames()[k])
+		}
+	}
 	got := c
 	got.SyncNs, got.SyncHist = [bpf.SyncKinds]uint64{}, [bpf.SyncHistBuckets]uint64{}
+	got.MemcpyNs = [bpf.MemcpyKinds]uint64{}
 	if got != want {
 		t.Errorf("counters of cgroup %d:\n got %+v\nwant %+v", cg.ID, got, want)
 	}

@@ -6,11 +6,15 @@ type probeKind int
 const (
 	kindLaunch probeKind = iota
 	kindSync
-	kindMemcpy
+	kindMemcpy      // synchronous copies: timed, entry and return probe
+	kindMemcpyAsync // entry probe only
 	kindPrefetch
 	kindAlloc
 	kindFree
 )
+
+// memcpySync marks a synchronous copy's cookie (MEMCPY_SYNC in probe.h).
+const memcpySync = 256
 
 // symbol is one probed driver function. cookie is passed to the program
 // (bpf_get_attach_cookie): the API or copy direction index.
@@ -40,22 +44,22 @@ var symbols = []symbol{
 	{"cuEventSynchronize", kindSync, SyncEvent},
 
 	// cuMemcpy*(dst, src, bytes[, stream]): bytes is the third argument.
-	{"cuMemcpyHtoD_v2", kindMemcpy, MemcpyHtoD},
-	{"cuMemcpyHtoD_v2_ptds", kindMemcpy, MemcpyHtoD},
-	{"cuMemcpyHtoDAsync_v2", kindMemcpy, MemcpyHtoD},
-	{"cuMemcpyHtoDAsync_v2_ptsz", kindMemcpy, MemcpyHtoD},
-	{"cuMemcpyDtoH_v2", kindMemcpy, MemcpyDtoH},
-	{"cuMemcpyDtoH_v2_ptds", kindMemcpy, MemcpyDtoH},
-	{"cuMemcpyDtoHAsync_v2", kindMemcpy, MemcpyDtoH},
-	{"cuMemcpyDtoHAsync_v2_ptsz", kindMemcpy, MemcpyDtoH},
-	{"cuMemcpyDtoD_v2", kindMemcpy, MemcpyDtoD},
-	{"cuMemcpyDtoD_v2_ptds", kindMemcpy, MemcpyDtoD},
-	{"cuMemcpyDtoDAsync_v2", kindMemcpy, MemcpyDtoD},
-	{"cuMemcpyDtoDAsync_v2_ptsz", kindMemcpy, MemcpyDtoD},
-	{"cuMemcpy", kindMemcpy, MemcpyUnified},
-	{"cuMemcpy_ptds", kindMemcpy, MemcpyUnified},
-	{"cuMemcpyAsync", kindMemcpy, MemcpyUnified},
-	{"cuMemcpyAsync_ptsz", kindMemcpy, MemcpyUnified},
+	{"cuMemcpyHtoD_v2", kindMemcpy, MemcpyHtoD | memcpySync},
+	{"cuMemcpyHtoD_v2_ptds", kindMemcpy, MemcpyHtoD | memcpySync},
+	{"cuMemcpyHtoDAsync_v2", kindMemcpyAsync, MemcpyHtoD},
+	{"cuMemcpyHtoDAsync_v2_ptsz", kindMemcpyAsync, MemcpyHtoD},
+	{"cuMemcpyDtoH_v2", kindMemcpy, MemcpyDtoH | memcpySync},
+	{"cuMemcpyDtoH_v2_ptds", kindMemcpy, MemcpyDtoH | memcpySync},
+	{"cuMemcpyDtoHAsync_v2", kindMemcpyAsync, MemcpyDtoH},
+	{"cuMemcpyDtoHAsync_v2_ptsz", kindMemcpyAsync, MemcpyDtoH},
+	{"cuMemcpyDtoD_v2", kindMemcpy, MemcpyDtoD | memcpySync},
+	{"cuMemcpyDtoD_v2_ptds", kindMemcpy, MemcpyDtoD | memcpySync},
+	{"cuMemcpyDtoDAsync_v2", kindMemcpyAsync, MemcpyDtoD},
+	{"cuMemcpyDtoDAsync_v2_ptsz", kindMemcpyAsync, MemcpyDtoD},
+	{"cuMemcpy", kindMemcpy, MemcpyUnified | memcpySync},
+	{"cuMemcpy_ptds", kindMemcpy, MemcpyUnified | memcpySync},
+	{"cuMemcpyAsync", kindMemcpyAsync, MemcpyUnified},
+	{"cuMemcpyAsync_ptsz", kindMemcpyAsync, MemcpyUnified},
 
 	// cuMemPrefetchAsync(ptr, bytes, ...) and its _v2 (CUDA 12.2+).
 	{"cuMemPrefetchAsync", kindPrefetch, 0},

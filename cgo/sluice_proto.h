@@ -93,6 +93,8 @@ struct sluice_register {
 #define SLUICE_REG_USAGE_PAGE 0x1u /* an SCM_RIGHTS memfd accompanies this message */
 #define SLUICE_REG_CONVERTING 0x2u /* the shim converts allocations to managed */
 #define SLUICE_REG_FORKED 0x4u     /* registered from a fork()ed child */
+#define SLUICE_REG_AGAIN 0x8u      /* registered again after losing the daemon
+                                    * (a restart); bytes include older allocations */
 
 struct sluice_welcome {
 	struct sluice_hdr hdr;

@@ -14,7 +14,7 @@ $(BUILD)/fn-ow-echo: $(FN_GO_SOURCES)
 BUILD_TARGETS += $(BUILD)/fn-echo $(BUILD)/fn-ow-echo
 
 # The adapter that serves the function protocol for run-once programs
-# ("adapter": "exec" in function.json; gpu-matmul uses it).
+# ("adapter": "exec" in function.json).
 $(BUILD)/sluice-exec: $(FN_GO_SOURCES) $(wildcard containers/execadapter/*.go)
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build -o $@ ./containers/execadapter

@@ -17,15 +17,29 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
+
+/* helgrind does not model C11 atomics: the prefetch slots' atomic words are
+ * excluded from its race checks when the control thread starts (a no-op
+ * without valgrind's headers, and never on a submission path). */
+#if defined(__has_include)
+#if __has_include(<valgrind/helgrind.h>)
+#include <valgrind/helgrind.h>
+#endif
+#endif
+#ifndef VALGRIND_HG_DISABLE_CHECKING
+#define VALGRIND_HG_DISABLE_CHECKING(addr, len) ((void)(addr), (void)(len))
+#endif
 
 #define MAX_SLOTS 16
 
@@ -41,6 +55,7 @@ static _Atomic int nslots;
 static _Atomic int ctl_started;
 static _Atomic int ctl_fd = -1;
 static _Atomic int ctl_forked;
+static int ctl_again;	/* control thread only: a session was lost before */
 static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void ctl_atfork_prepare(void)
@@ -68,9 +83,11 @@ void ctl_prefetch_wait(CUstream s)
 			return; /* recorded work: the later graph launch is gated */
 	}
 	int n = atomic_load_explicit(&nslots, memory_order_acquire);
-	for (int i = 0; i < n; i++)
-		if (atomic_load_explicit(&slots[i].armed, memory_order_acquire))
+	for (int i = 0; i < n; i++) {
+		int armed = atomic_load_explicit(&slots[i].armed, memory_order_acquire);
+		if (armed)
 			wait(s, slots[i].ev, 0);
+	}
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -202,8 +219,9 @@ static int32_t move_all(int to_device, uint64_t *moved)
 	/* Submissions from now on order themselves after the prefetch. */
 	struct sluice_usage_page *page = atomic_load(&shim_usage);
 	if (to_device && nused > 0) {
-		for (int j = 0; j < nused; j++)
+		for (int j = 0; j < nused; j++) {
 			atomic_store_explicit(&used[j]->armed, 1, memory_order_release);
+		}
 		atomic_fetch_or(&shim_gate, GATE_PREFETCH);
 		__atomic_store_n(&page->prefetch_inflight, 1, __ATOMIC_RELEASE);
 	}
@@ -212,8 +230,9 @@ static int32_t move_all(int to_device, uint64_t *moved)
 	if (to_device && nused > 0) {
 		atomic_fetch_and(&shim_gate, ~GATE_PREFETCH);
 		__atomic_store_n(&page->prefetch_inflight, 0, __ATOMIC_RELEASE);
-		for (int j = 0; j < nused; j++)
+		for (int j = 0; j < nused; j++) {
 			atomic_store(&used[j]->armed, 0);
+		}
 	}
 	return status;
 }
@@ -273,7 +292,7 @@ static int send_register(int fd)
 	usage_copy(m.bytes);
 	int pfd = mem_usage_page_fd();
 	m.flags = (pfd >= 0 ? SLUICE_REG_USAGE_PAGE : 0) | (shim_cfg.convert ? SLUICE_REG_CONVERTING : 0) |
-		  (atomic_load(&ctl_forked) ? SLUICE_REG_FORKED : 0);
+		  (atomic_load(&ctl_forked) ? SLUICE_REG_FORKED : 0) | (ctl_again ? SLUICE_REG_AGAIN : 0);
 	return send_msg(fd, &m, sizeof(m), pfd);
 }
 
@@ -345,24 +364,36 @@ static int valid(const void *buf, ssize_t n, int flags, uint16_t *type)
 	return 1;
 }
 
-static void *ctl_main(void *arg)
+/* ------------------------------------------------- descriptors and fork */
+
+/* Descriptors the control thread owns are created, published and closed
+ * under fork_mu, so a fork() never copies one its child handler does not
+ * know about (the child closes whatever is published). */
+static int fd_open_published(_Atomic int *slot, int fd)
 {
-	(void)arg;
-	/* Our own calls must not be "unsafe" for another thread's capture. */
-	if (REAL(cuThreadExchangeStreamCaptureMode)) {
-		CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
-		REAL(cuThreadExchangeStreamCaptureMode)(&m);
-	}
-	/* Created and published under fork_mu, so a fork() never copies a
-	 * socket the child's handler does not know about. */
+	atomic_store(slot, fd);
+	return fd;
+}
+
+static void fd_close_published(_Atomic int *slot)
+{
 	pthread_mutex_lock(&fork_mu);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	atomic_store(&ctl_fd, fd);
+	int fd = atomic_exchange(slot, -1);
+	if (fd >= 0)
+		close(fd);
 	pthread_mutex_unlock(&fork_mu);
-	if (fd < 0) {
-		shim_warn("control socket: %s; running standalone", strerror(errno));
-		return NULL;
-	}
+}
+
+/* ------------------------------------------------------------ session */
+
+/* Connect and register. Returns 0 with ctl_fd set, or -1 (errno kept). */
+static int try_register(void)
+{
+	pthread_mutex_lock(&fork_mu);
+	int fd = fd_open_published(&ctl_fd, socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+	pthread_mutex_unlock(&fork_mu);
+	if (fd < 0)
+		return -1;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, shim_cfg.socket, strnlen(shim_cfg.socket, sizeof(sa.sun_path) - 1));
 	int rc;
@@ -370,14 +401,18 @@ static void *ctl_main(void *arg)
 		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	while (rc < 0 && errno == EINTR);
 	if (rc < 0 || send_register(fd) != 0) {
-		shim_warn("cannot register with the daemon at %s (%s); running standalone",
-			  shim_cfg.socket, strerror(errno));
-		int expected = fd;
-		if (atomic_compare_exchange_strong(&ctl_fd, &expected, -1))
-			close(fd);
-		return NULL;
+		int e = errno;
+		fd_close_published(&ctl_fd);
+		errno = e;
+		return -1;
 	}
-	SHIM_LOG("registered with %s as %s", shim_cfg.socket, shim_cfg.function);
+	return 0;
+}
+
+/* Serve one registered session until the daemon closes it or the socket
+ * breaks. Blocks in recvmsg: no CPU while idle. */
+static void serve(int fd)
+{
 	union {
 		char buf[SLUICE_MAX_MSG];
 		uint64_t align;
@@ -391,7 +426,7 @@ static void *ctl_main(void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;
+			return;
 		uint16_t type;
 		if (!valid(u.buf, n, mh.msg_flags, &type)) {
 			SHIM_LOG("dropped a malformed %zd-byte message", n);
@@ -409,12 +444,182 @@ static void *ctl_main(void *arg)
 			run_command(fd, &c);
 		}
 	}
-	/* Daemon gone: standalone. Conversion and tracking go on; no budget. */
-	shim_warn("daemon at %s went away; running standalone", shim_cfg.socket);
-	int expected = fd;
-	if (atomic_compare_exchange_strong(&ctl_fd, &expected, -1))
-		close(fd);
-	set_budget(0);
+}
+
+/* ------------------------------------------------- waiting for a daemon */
+
+/*
+ * While no daemon is reachable the control thread sleeps until the socket
+ * may have come back: an inotify watch on the socket's directory wakes it
+ * when a file of the socket's name is created, moved in or changed (a
+ * restarted daemon binds the path again), and a slow exponential timer is
+ * the fallback when inotify or the directory is unavailable, or when the
+ * daemon closed our session but still listens. At most one wake-up per
+ * RETRY_MAX_MS with nothing happening: no CPU to speak of while idle, and
+ * nothing of this touches the application's threads.
+ */
+#define RETRY_MIN_MS 250
+#define RETRY_MAX_MS 60000	/* with a watch: the timer is only a safety net */
+#define RETRY_MAX_NOWATCH_MS 5000
+#define SETTLE_TRIES 6		/* bind() happens before listen(): retry briefly */
+
+static _Atomic int ino_fd = -1;
+static int ino_wd = -1;
+
+static const char *sock_base(void)
+{
+	const char *b = strrchr(shim_cfg.socket, '/');
+	return b ? b + 1 : shim_cfg.socket;
+}
+
+/* Make sure the directory watch exists; 1 if it does. */
+static int watch_dir(void)
+{
+	if (atomic_load(&ino_fd) < 0) {
+		pthread_mutex_lock(&fork_mu);
+		fd_open_published(&ino_fd, inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+		pthread_mutex_unlock(&fork_mu);
+		ino_wd = -1;
+		if (atomic_load(&ino_fd) < 0)
+			return 0;
+	}
+	if (ino_wd >= 0)
+		return 1;
+	char dir[sizeof(shim_cfg.socket)];
+	const char *slash = strrchr(shim_cfg.socket, '/');
+	if (slash == NULL) {
+		strcpy(dir, ".");
+	} else if (slash == shim_cfg.socket) {
+		strcpy(dir, "/");
+	} else {
+		size_t n = (size_t)(slash - shim_cfg.socket);
+		memcpy(dir, shim_cfg.socket, n);
+		dir[n] = '\0';
+	}
+	ino_wd = inotify_add_watch(atomic_load(&ino_fd), dir,
+				   IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
+					   IN_ONLYDIR);
+	return ino_wd >= 0;
+}
+
+static void unwatch_dir(void)
+{
+	fd_close_published(&ino_fd);
+	ino_wd = -1;
+}
+
+/* Read queued events: 1 if one concerns the socket's name. A watch that
+ * went away (directory deleted or moved) is forgotten, to be re-added. */
+static int drain_events(void)
+{
+	int fd = atomic_load(&ino_fd);
+	int hit = 0;
+	union {
+		char buf[4096];
+		struct inotify_event align;
+	} u;
+	for (;;) {
+		ssize_t n = read(fd, u.buf, sizeof(u.buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return hit;
+		for (char *p = u.buf; p + sizeof(struct inotify_event) <= u.buf + n;) {
+			struct inotify_event *e = (struct inotify_event *)p;
+			if (e->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) {
+				if (e->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+					ino_wd = -1;
+				hit = 1; /* look again, cheaply */
+			} else if (e->len > 0 && strncmp(e->name, sock_base(), e->len) == 0) {
+				hit = 1;
+			}
+			p += sizeof(struct inotify_event) + e->len;
+		}
+	}
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Block until the socket may be back or *wait_ms passed; grows *wait_ms on
+ * a plain timeout. Returns 1 when an event says the socket (re)appeared. */
+static int wait_for_daemon(int *wait_ms)
+{
+	int watched = watch_dir();
+	int max = watched ? RETRY_MAX_MS : RETRY_MAX_NOWATCH_MS;
+	if (*wait_ms > max)
+		*wait_ms = max;
+	int fd = atomic_load(&ino_fd);
+	int hit = 0;
+	if (watched) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r;
+		do
+			r = poll(&pfd, 1, *wait_ms);
+		while (r < 0 && errno == EINTR);
+		if (r > 0)
+			hit = drain_events();
+	} else {
+		sleep_ms(*wait_ms);
+	}
+	if (!hit && *wait_ms < max)
+		*wait_ms = *wait_ms * 2 > max ? max : *wait_ms * 2;
+	return hit;
+}
+
+static void *ctl_main(void *arg)
+{
+	(void)arg;
+	/* Our own calls must not be "unsafe" for another thread's capture. */
+	if (REAL(cuThreadExchangeStreamCaptureMode)) {
+		CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+		REAL(cuThreadExchangeStreamCaptureMode)(&m);
+	}
+	int sessions = 0, warned = 0, hit = 0;
+	int wait_ms = RETRY_MIN_MS;
+	for (;;) {
+		/* After a socket event, a few quick tries: the daemon may have
+		 * bound the path but not yet called listen(). */
+		ctl_again = sessions > 0;
+		for (int i = 0; i < (hit ? SETTLE_TRIES : 1); i++) {
+			if (i > 0)
+				sleep_ms(5 << i);
+			if (try_register() == 0 || errno != ECONNREFUSED)
+				break;
+		}
+		int fd = atomic_load(&ctl_fd);
+		if (fd >= 0) {
+			unwatch_dir(); /* no extra descriptor while connected */
+			if (sessions++ > 0)
+				shim_warn("daemon at %s is back: registered again", shim_cfg.socket);
+			SHIM_LOG("registered with %s as %s", shim_cfg.socket, shim_cfg.function);
+			uint64_t t0 = now_ns();
+			serve(fd);
+			fd_close_published(&ctl_fd);
+			/* Daemon gone: standalone until it returns. Conversion and
+			 * tracking go on; no budget. */
+			set_budget(0);
+			shim_warn("daemon at %s went away; running standalone until it returns",
+				  shim_cfg.socket);
+			warned = 1;
+			/* A session that lasted resets the back-off; one the daemon
+			 * ends at once (it does not want us) backs off. */
+			if (now_ns() - t0 > 10ull * 1000000000ull)
+				wait_ms = RETRY_MIN_MS;
+		} else if (!warned) {
+			shim_warn("cannot register with the daemon at %s (%s); running standalone until it appears",
+				  shim_cfg.socket, strerror(errno));
+			warned = 1;
+		}
+		/* Sleep until an event, or until the timer fires and a socket
+		 * file is there to try. */
+		while (!(hit = wait_for_daemon(&wait_ms)) && access(shim_cfg.socket, F_OK) != 0)
+			;
+	}
 	return NULL;
 }
 
@@ -426,6 +631,9 @@ void ctl_kick(void)
 	if (!atomic_compare_exchange_strong(&ctl_started, &expected, 1))
 		return;
 	atomic_fetch_and(&shim_gate, ~GATE_REGISTER);
+	VALGRIND_HG_DISABLE_CHECKING(&nslots, sizeof(nslots));
+	for (int i = 0; i < MAX_SLOTS; i++)
+		VALGRIND_HG_DISABLE_CHECKING(&slots[i].armed, sizeof(slots[i].armed));
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -447,6 +655,10 @@ void ctl_atfork_child(void)
 	int fd = atomic_exchange(&ctl_fd, -1);
 	if (fd >= 0)
 		close(fd);
+	fd = atomic_exchange(&ino_fd, -1);
+	if (fd >= 0)
+		close(fd);
+	ino_wd = -1;
 	atomic_store(&nslots, 0);
 	for (int i = 0; i < MAX_SLOTS; i++)
 		atomic_store(&slots[i].armed, 0);

@@ -122,7 +122,7 @@ struct ent {
 	int defer_free;	/* sync-managed stand-in for an async allocation */
 };
 #define TOMB UINT64_MAX
-enum { POOL_IPC = 100, POOL_MANAGED = 101 };
+enum { POOL_IPC = 100, POOL_MANAGED = 101, POOL_HOST = 102 };
 
 struct table {
 	struct ent *e;
@@ -659,14 +659,20 @@ static CUresult alloc_async(CUdeviceptr *dp, size_t n, CUstream s, CUmemoryPool 
 			return from_pool ? from_pool(dp, n, app_pool, s) : CUDA_ERROR_INVALID_VALUE;
 		return plain ? plain(dp, n, s) : CUDA_ERROR_INVALID_VALUE;
 	}
+	struct ent pe;
+	int known = 0;
+	if (app_pool != NULL) {
+		pthread_mutex_lock(&mu);
+		known = table_get(&pools, (uint64_t)(uintptr_t)app_pool, &pe);
+		pthread_mutex_unlock(&mu);
+		/* A pool of pinned host memory: not GPU memory, not ours. */
+		if (known && pe.kind == POOL_HOST)
+			return from_pool ? from_pool(dp, n, app_pool, s) : CUDA_ERROR_NOT_FOUND;
+	}
 	if (over_budget(n))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	int kind = SLUICE_KIND_DEVICE;
 	if (app_pool != NULL) {
-		struct ent pe;
-		pthread_mutex_lock(&mu);
-		int known = table_get(&pools, (uint64_t)(uintptr_t)app_pool, &pe);
-		pthread_mutex_unlock(&mu);
 		if (known)
 			kind = pe.kind == POOL_MANAGED ? SLUICE_KIND_ASYNC_MANAGED : SLUICE_KIND_DEVICE;
 		if (known || !shim_cfg.convert || stream_capturing(s) || !uvm_usable()) {
@@ -746,8 +752,21 @@ static CUresult free_async(CUdeviceptr dp, CUstream s, int ptsz)
 		return r;
 	}
 	/* Sync-managed fallback: free once the stream's prior work completes. */
+	if (stream_capturing(s)) {
+		/* The free becomes part of a graph that runs later, maybe never,
+		 * maybe after the work that still uses the memory: no point in
+		 * time is safe to free a stand-in we cannot put in the graph. It
+		 * stays allocated (and accounted) until the process exits. */
+		retrack(&ptrs, &e);
+		static _Atomic int warned;
+		if (!atomic_exchange(&warned, 1))
+			shim_warn("cuMemFreeAsync(%#llx) while capturing a graph: on this CUDA 12.x driver the "
+				  "allocation is a synchronous managed stand-in and stays allocated",
+				  (unsigned long long)dp);
+		return CUDA_SUCCESS;
+	}
 	CUevent ev = NULL;
-	if (!stream_capturing(s) && REAL(cuEventCreate) && REAL(cuEventRecord) &&
+	if (REAL(cuEventCreate) && REAL(cuEventRecord) &&
 	    REAL(cuEventDestroy_v2) &&
 	    REAL(cuEventCreate)(&ev, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) {
 		if (REAL(cuEventRecord)(ev, s) != CUDA_SUCCESS) {
@@ -759,7 +778,7 @@ static CUresult free_async(CUdeviceptr dp, CUstream s, int ptsz)
 		/* No memory to defer: order it the slow way. */
 		if (ev && REAL(cuEventDestroy_v2))
 			REAL(cuEventDestroy_v2)(ev);
-		if (!stream_capturing(s) && REAL(cuStreamSynchronize))
+		if (REAL(cuStreamSynchronize))
 			REAL(cuStreamSynchronize)(s);
 		return REAL(cuMemFree_v2) ? REAL(cuMemFree_v2)(dp) : CUDA_ERROR_NOT_INITIALIZED;
 	}
@@ -786,10 +805,12 @@ SHIM_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *p
 	CUresult r = real(pool, props);
 	if (r == CUDA_SUCCESS && pool != NULL && props != NULL) {
 		int tag = 0;
-		if (props->handleTypes != CU_MEM_HANDLE_TYPE_NONE)
+		if (props->allocType == CU_MEM_ALLOCATION_TYPE_MANAGED)
+			tag = props->handleTypes != CU_MEM_HANDLE_TYPE_NONE ? POOL_IPC : POOL_MANAGED;
+		else if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+			tag = POOL_HOST; /* pinned host memory (HOST, HOST_NUMA...) */
+		else if (props->handleTypes != CU_MEM_HANDLE_TYPE_NONE)
 			tag = POOL_IPC;
-		else if (props->allocType == CU_MEM_ALLOCATION_TYPE_MANAGED)
-			tag = POOL_MANAGED;
 		if (tag)
 			track(&pools, (uint64_t)(uintptr_t)*pool, 0, tag, NULL);
 	}

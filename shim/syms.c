@@ -90,6 +90,44 @@ static int sym_variant(const char *base, int version, cuuint64_t flags)
 	return best >= 0 ? best : best_any;
 }
 
+/*
+ * Guard for the table path: a driver newer than this table may know a newer
+ * ABI variant of the base than we do (CUDA releases add _v2/_v3 variants),
+ * and wrapping its pointer in our older variant's wrapper would call the
+ * wrong ABI. Ask the real resolver for the base at the version where our
+ * variant begins (never below 11030, the first version cuGetProcAddress
+ * serves): the same pointer means the caller gets our variant. A different
+ * one means an unknown newer variant: the caller gets the driver's pointer
+ * unwrapped (correct, but not intercepted; warned once). If the question
+ * cannot be answered, the table decides, as before.
+ */
+static _Atomic unsigned char unknown_warned[SYM_COUNT];
+
+static int variant_confirmed(int i, const char *base, void *p, int cuda_version, cuuint64_t flags)
+{
+	int v = sym_info[i].ver < 11030 ? 11030 : sym_info[i].ver;
+	if (v >= cuda_version)
+		return 1;
+	void *q = NULL;
+	CUresult r;
+	cuGetProcAddress_v2_fn v2 = REAL(cuGetProcAddress_v2);
+	if (v2 != NULL) {
+		CUdriverProcAddressQueryResult st;
+		r = v2(base, &q, v, flags, &st);
+	} else if (REAL(cuGetProcAddress) != NULL) {
+		r = REAL(cuGetProcAddress)(base, &q, v, flags);
+	} else {
+		return 1;
+	}
+	if (r != CUDA_SUCCESS || q == NULL || q == p)
+		return 1;
+	if (!atomic_exchange(&unknown_warned[i], 1))
+		shim_warn("cuGetProcAddress(%s, %d): the driver has a newer variant than %s; passed "
+			  "through unwrapped (not intercepted)",
+			  base, cuda_version, sym_info[i].name);
+	return 0;
+}
+
 void *sym_swap_proc(const char *symbol, void *p, int cuda_version, cuuint64_t flags)
 {
 	if (p == NULL || symbol == NULL)
@@ -106,6 +144,8 @@ void *sym_swap_proc(const char *symbol, void *p, int cuda_version, cuuint64_t fl
 	 *    oldest variant of a base has the base's own name (cuLaunchKernel,
 	 *    cuMemAlloc), so an exact-name match would ignore version and flags. */
 	int i = sym_variant(symbol, cuda_version, flags);
+	if (i >= 0 && sym_info[i].hook != NULL && !variant_confirmed(i, symbol, p, cuda_version, flags))
+		return p;
 	if (i < 0)
 		i = sym_lookup(symbol); /* asked by exact variant name */
 	if (i < 0 || sym_info[i].hook == NULL)

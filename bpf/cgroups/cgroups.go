@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,6 +77,7 @@ const cgroup2Magic = 0x63677270
 // about an unknown id, at most once per MinRescan. Safe for concurrent use.
 type Resolver struct {
 	root      string
+	proc      string // procfs mount, /proc
 	minRescan time.Duration
 	now       func() time.Time
 
@@ -87,7 +89,7 @@ type Resolver struct {
 // NewResolver returns a resolver for the hierarchy mounted at root (see
 // [Root]). minRescan bounds how often a miss rescans; 0 rescans on every miss.
 func NewResolver(root string, minRescan time.Duration) *Resolver {
-	return &Resolver{root: root, minRescan: minRescan, now: time.Now, byID: map[uint64]Info{}}
+	return &Resolver{root: root, proc: "/proc", minRescan: minRescan, now: time.Now, byID: map[uint64]Info{}}
 }
 
 // Lookup returns what is known of cgroup id. ok is false if no directory
@@ -166,6 +168,54 @@ func (r *Resolver) Forget(id uint64) {
 	r.mu.Lock()
 	delete(r.byID, id)
 	r.mu.Unlock()
+}
+
+// LookupPID resolves cgroup id through a process known to be in it, by
+// reading /proc/PID/cgroup: no tree walk and no rate limit, for the moment
+// a process is seen (a short-lived container's cgroup may be gone by the
+// next scan). It falls back to [Resolver.Lookup].
+func (r *Resolver) LookupPID(id uint64, pid uint32) (Info, bool) {
+	if info, ok := r.fromPID(id, pid); ok {
+		return info, true
+	}
+	return r.Lookup(id)
+}
+
+func (r *Resolver) fromPID(id uint64, pid uint32) (Info, bool) {
+	r.mu.Lock()
+	info, ok := r.byID[id]
+	r.mu.Unlock()
+	if ok {
+		return info, true
+	}
+	b, err := os.ReadFile(filepath.Join(r.proc, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return Info{}, false
+	}
+	rel, ok := unifiedPath(string(b))
+	if !ok {
+		return Info{}, false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(r.root, rel), &st); err != nil || st.Ino != id {
+		return Info{}, false // moved since, or a cgroup namespace hides the path
+	}
+	rt, ctr := ParsePath(rel)
+	info = Info{ID: id, Path: rel, Runtime: rt, Container: ctr}
+	r.mu.Lock()
+	r.byID[id] = info
+	r.mu.Unlock()
+	return info, true
+}
+
+// unifiedPath returns the cgroup-v2 path ("0::/path") of a /proc/PID/cgroup file.
+func unifiedPath(procCgroup string) (string, bool) {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return "/" + strings.TrimPrefix(rest, "/"), true
+		}
+	}
+	return "", false
 }
 
 // ID returns the cgroup id of a path relative to root (for tests and tools).

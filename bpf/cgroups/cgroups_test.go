@@ -95,3 +95,53 @@ func TestResolverScan(t *testing.T) {
 		t.Errorf("Rescan of a missing root: no error")
 	}
 }
+
+func TestUnifiedPath(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"0::/docker/abc\n", "/docker/abc", true},
+		{"12:pids:/x\n1:name=systemd:/y\n0::/system.slice/docker-1.scope\n", "/system.slice/docker-1.scope", true},
+		{"0::/\n", "/", true},
+		{"4:memory:/a\n", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := unifiedPath(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("unifiedPath(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestLookupPID resolves through a fake /proc/PID/cgroup, bypassing the
+// rescan rate limit, and checks the inode against the claimed id.
+func TestLookupPID(t *testing.T) {
+	root, proc := t.TempDir(), t.TempDir()
+	id := strings.Repeat("cd", 32)
+	dir := filepath.Join("docker", id)
+	if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgID, _ := ID(root, dir)
+	if err := os.MkdirAll(filepath.Join(proc, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "42", "cgroup"), []byte("3:cpu:/\n0::/"+dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(root, time.Hour)
+	r.proc = proc
+	r.lastScan = time.Now() // a scan just happened: Lookup alone would not rescan
+	info, ok := r.LookupPID(cgID, 42)
+	if !ok || info.Container != id || info.Path != "/"+dir {
+		t.Errorf("LookupPID = %+v, %v", info, ok)
+	}
+	if _, ok := r.LookupPID(cgID+1000, 42); ok {
+		t.Errorf("LookupPID accepted a process whose cgroup has another id")
+	}
+	if _, ok := r.LookupPID(12345, 7); ok {
+		t.Errorf("LookupPID found a process that does not exist")
+	}
+}

@@ -35,6 +35,8 @@ var (
 		"Device memory allocated since the probes were attached and not yet freed.", ctrLabels, nil)
 	descMemcpyBytes = prometheus.NewDesc("sluice_gpu_memcpy_bytes_total",
 		"Bytes copied by cuMemcpy* calls.", append(ctrLabels, "direction"), nil)
+	descMemcpyWait = prometheus.NewDesc("sluice_gpu_memcpy_wait_seconds_total",
+		"Time threads spent inside synchronous copies (which wait for the work queued before them).", append(ctrLabels, "direction"), nil)
 	descPrefetchBytes = prometheus.NewDesc("sluice_gpu_prefetch_bytes_total",
 		"Bytes asked for by cuMemPrefetchAsync calls.", ctrLabels, nil)
 	descFailed = prometheus.NewDesc("sluice_gpu_failed_calls_total",
@@ -72,7 +74,7 @@ type collector struct{ o *Observer }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLaunches, descLaunchRate, descSyncs, descSyncWait, descSyncDur,
-		descAllocs, descAllocBytes, descFreedBytes, descLiveBytes, descMemcpyBytes, descPrefetchBytes, descFailed,
+		descAllocs, descAllocBytes, descFreedBytes, descLiveBytes, descMemcpyBytes, descMemcpyWait, descPrefetchBytes, descFailed,
 		descPolls, descPollErrs, descPollDur, descEvents, descBadEvents, descDrops, descDroppedSamples, descCgroups} {
 		ch <- d
 	}
@@ -107,23 +109,24 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g := byCtr[k]
 		t := &g.Totals
 		lv := []string{k.container, k.function}
-		for i, name := range bpf.LaunchNames {
+		for i, name := range bpf.LaunchNames() {
 			counter(descLaunches, float64(t.Launches[i]), append(lv, name)...)
 		}
 		gauge(descLaunchRate, g.Rates.LaunchesPerSec, lv...)
-		for i, name := range bpf.SyncNames {
+		for i, name := range bpf.SyncNames() {
 			counter(descSyncs, float64(t.Syncs[i]), append(lv, name)...)
 			counter(descSyncWait, float64(t.SyncNs[i])/1e9, append(lv, name)...)
 		}
 		ch <- syncHistogram(t, lv)
-		for i, name := range bpf.AllocNames {
+		for i, name := range bpf.AllocNames() {
 			counter(descAllocs, float64(t.Allocs[i]), append(lv, name)...)
 			counter(descAllocBytes, float64(t.AllocBytes[i]), append(lv, name)...)
 		}
 		counter(descFreedBytes, float64(t.FreedBytes+t.ExitReleasedBytes+t.UntrackedBytes), lv...)
 		gauge(descLiveBytes, float64(t.LiveBytes()), lv...)
-		for i, name := range bpf.MemcpyNames {
+		for i, name := range bpf.MemcpyNames() {
 			counter(descMemcpyBytes, float64(t.MemcpyBytes[i]), append(lv, name)...)
+			counter(descMemcpyWait, float64(t.MemcpyNs[i])/1e9, append(lv, name)...)
 		}
 		counter(descPrefetchBytes, float64(t.PrefetchBytes), lv...)
 		counter(descFailed, float64(t.FailedCalls), lv...)

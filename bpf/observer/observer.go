@@ -28,6 +28,8 @@ type Source interface {
 // Resolver maps cgroup ids to containers; *cgroups.Resolver implements it.
 type Resolver interface {
 	Lookup(id uint64) (cgroups.Info, bool)
+	// LookupPID resolves id through a live process in it.
+	LookupPID(id uint64, pid uint32) (cgroups.Info, bool)
 	Exists(id uint64) bool
 	Forget(id uint64)
 }
@@ -148,9 +150,10 @@ func New(cfg Config, src Source, res Resolver) (*Observer, error) {
 	return o, nil
 }
 
-// Samples delivers, after each poll, one batch with a [Sample] per cgroup
-// that was active during the interval. Batches are dropped, never queued
-// without bound, when the reader falls behind.
+// Samples delivers, after each poll, one batch with a [Sample] per
+// container (its cgroups merged), or per cgroup outside containers, that
+// was active during the interval, ordered by cgroup id. Batches are
+// dropped, never queued without bound, when the reader falls behind.
 func (o *Observer) Samples() <-chan []Sample { return o.samples }
 
 // Run polls every Interval and reads rare events until ctx is done, then
@@ -220,9 +223,10 @@ func (o *Observer) handleEvent(e bpf.Event) {
 	o.mu.Unlock()
 	switch e.Kind {
 	case bpf.EventFirstAlloc:
-		// Resolve now, while the process (and so its cgroup) surely exists:
-		// a short-lived container's cgroup may be gone by the next poll.
-		info, _ := o.res.Lookup(e.CgroupID)
+		// Resolve now, through the process, while it (and so its cgroup)
+		// surely exists: a short-lived container's cgroup may be gone by
+		// the next poll.
+		info, _ := o.res.LookupPID(e.CgroupID, e.PID)
 		o.cfg.Logger.Debug("gpu process", "pid", e.PID, "comm", e.Comm, "cgroup", info.Path, "container", info.Container)
 	case bpf.EventAllocFailed:
 		info, _ := o.res.Lookup(e.CgroupID)
@@ -287,13 +291,12 @@ func (o *Observer) Poll() {
 			p = bpf.Counters{} // first poll that sees this cgroup: all of it is new
 		}
 		cg.Rates = rates(&c, &p, dt)
-		if dt > 0 && cg.Rates.active() {
-			samples = append(samples, cg.sample(now, dt))
-		}
 		snap.Cgroups = append(snap.Cgroups, cg)
 	}
 	sort.Slice(snap.Cgroups, func(i, j int) bool { return snap.Cgroups[i].ID < snap.Cgroups[j].ID })
-	sort.Slice(samples, func(i, j int) bool { return samples[i].CgroupID < samples[j].CgroupID })
+	if dt > 0 {
+		samples = activeSamples(snap.Cgroups, now, dt)
+	}
 	snap.aggregate()
 	o.snap = snap
 	o.prev = all
@@ -306,6 +309,35 @@ func (o *Observer) Poll() {
 			o.dropped++
 		}
 	}
+}
+
+// activeSamples merges the cgroups of each container (nested cgroups count
+// for their container) and returns a sample per container, or per cgroup
+// outside containers, that was active. cgs is sorted by ID.
+func activeSamples(cgs []Cgroup, now time.Time, dt time.Duration) []Sample {
+	var merged []Cgroup
+	byCtr := map[string]int{}
+	for _, cg := range cgs {
+		if cg.Container == "" {
+			merged = append(merged, cg)
+			continue
+		}
+		i, ok := byCtr[cg.Container]
+		if !ok {
+			byCtr[cg.Container] = len(merged)
+			merged = append(merged, cg) // the container's lowest cgroup id names it
+			continue
+		}
+		merged[i].Totals.Add(&cg.Totals)
+		merged[i].Rates.add(&cg.Rates)
+	}
+	var out []Sample
+	for i := range merged {
+		if merged[i].Rates.active() {
+			out = append(out, merged[i].sample(now, dt))
+		}
+	}
+	return out
 }
 
 func (o *Observer) function(container string) string {

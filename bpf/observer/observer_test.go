@@ -91,6 +91,8 @@ func (r *fakeResolver) Lookup(id uint64) (cgroups.Info, bool) {
 	return i, true
 }
 
+func (r *fakeResolver) LookupPID(id uint64, _ uint32) (cgroups.Info, bool) { return r.Lookup(id) }
+
 func (r *fakeResolver) Exists(id uint64) bool { _, ok := r.Lookup(id); return ok }
 
 func (r *fakeResolver) Forget(uint64) {}
@@ -151,7 +153,8 @@ func TestRatesAndAggregation(t *testing.T) {
 	clk.t = clk.t.Add(2 * time.Second)
 	src.set(10, bpf.Counters{Launches: [4]uint64{300, 0, 0, 0}, AllocBytes: [3]uint64{1000, 500, 0},
 		SyncNs: [3]uint64{0, 1e9, 0}, Syncs: [3]uint64{0, 2, 0}, MemcpyBytes: [4]uint64{10, 20, 0, 0}})
-	src.set(11, bpf.Counters{Launches: [4]uint64{0, 40, 0, 0}, FreedBytes: 200, AllocBytes: [3]uint64{300}})
+	src.set(11, bpf.Counters{Launches: [4]uint64{0, 40, 0, 0}, FreedBytes: 200, AllocBytes: [3]uint64{300},
+		MemcpyNs: [4]uint64{0, 5e8, 0, 0}})
 	// 20 unchanged: idle.
 	o.Poll()
 	s := o.Snapshot()
@@ -159,7 +162,7 @@ func TestRatesAndAggregation(t *testing.T) {
 		t.Fatalf("interval %v", s.Interval)
 	}
 	c10, _ := s.Cgroup(10)
-	want := Rates{LaunchesPerSec: 100, SyncWaitFrac: 0.5, AllocBytesPerS: 250, MemcpyBytesPerS: 15,
+	want := Rates{LaunchesPerSec: 100, SyncWaitFrac: 0.5, AllocBytesPerSec: 250, MemcpyBytesPerSec: 15,
 		Launches: 200, Syncs: 2, SyncWait: time.Second, AllocBytes: 500, MemcpyBytes: 30}
 	if c10.Rates != want || c10.Function != "resnet" || c10.Container != ctrA {
 		t.Errorf("cgroup 10: %+v\nwant rates %+v", c10, want)
@@ -175,16 +178,35 @@ func TestRatesAndAggregation(t *testing.T) {
 		t.Errorf("function bert: %+v", b)
 	}
 
+	// One sample for container A (cgroups 10 and 11 merged); B was idle.
 	batch := <-o.Samples()
-	if len(batch) != 2 || batch[0].CgroupID != 10 || batch[1].CgroupID != 11 {
-		t.Fatalf("samples: %+v (want cgroups 10 and 11; 20 was idle)", batch)
+	if len(batch) != 1 {
+		t.Fatalf("samples: %+v (want one, for container A; B was idle)", batch)
 	}
-	if b := batch[0]; b.Launches != 200 || b.LaunchesPerSec != 100 || b.SyncWait != time.Second ||
-		b.LiveBytes != 1500 || b.Container != ctrA || b.Function != "resnet" || b.Interval != 2*time.Second {
-		t.Errorf("sample 10: %+v", b)
+	if b := batch[0]; b.CgroupID != 10 || b.Launches != 240 || b.LaunchesPerSec != 120 || b.SyncWait != time.Second ||
+		b.CopyWait != 500*time.Millisecond || b.Busy != 0.75 || b.FreedBytes != 200 || b.LiveBytes != 1600 ||
+		b.Container != ctrA || b.Function != "resnet" || b.Interval != 2*time.Second {
+		t.Errorf("sample of container A: %+v", b)
 	}
-	if b := batch[1]; b.FreedBytes != 200 || b.LiveBytes != 100 {
-		t.Errorf("sample 11: %+v", b)
+}
+
+func TestSamplesPerContainerAndHost(t *testing.T) {
+	o, src, _, clk := setup(t, nil)
+	o.Poll()
+	clk.t = clk.t.Add(time.Second)
+	src.set(30, bpf.Counters{Syncs: [3]uint64{3}, SyncNs: [3]uint64{3e9}}) // host cgroup: 3 s of waits in 1 s (threads)
+	src.set(20, bpf.Counters{MemcpyBytes: [4]uint64{1}})                   // container B
+	src.set(99, bpf.Counters{Launches: [4]uint64{1}})                      // unknown cgroup
+	o.Poll()
+	batch := <-o.Samples()
+	if len(batch) != 3 || batch[0].CgroupID != 20 || batch[1].CgroupID != 30 || batch[2].CgroupID != 99 {
+		t.Fatalf("samples %+v, want cgroups 20, 30, 99", batch)
+	}
+	if batch[1].Busy != 1 || batch[1].Container != "" {
+		t.Errorf("host sample %+v: want busy capped at 1, no container", batch[1])
+	}
+	if batch[0].Container != ctrB || batch[0].Function != "bert" || batch[0].Busy != 0 {
+		t.Errorf("container B sample %+v", batch[0])
 	}
 }
 

@@ -11,14 +11,16 @@ import (
 // Rates are one cgroup's (or container's, or function's) activity during
 // the last interval: per-second rates and the interval's amounts.
 type Rates struct {
-	LaunchesPerSec  float64
-	SyncWaitFrac    float64 // seconds spent in synchronization calls per second (may exceed 1 with several threads)
-	AllocBytesPerS  float64
-	MemcpyBytesPerS float64
+	LaunchesPerSec    float64
+	SyncWaitFrac      float64 // seconds spent in synchronization calls per second (may exceed 1 with several threads)
+	CopyWaitFrac      float64 // the same for synchronous copies
+	AllocBytesPerSec  float64
+	MemcpyBytesPerSec float64
 
 	Launches      uint64
 	Syncs         uint64
 	SyncWait      time.Duration
+	CopyWait      time.Duration // inside synchronous copies
 	AllocBytes    uint64
 	FreedBytes    uint64
 	MemcpyBytes   uint64
@@ -26,17 +28,19 @@ type Rates struct {
 }
 
 func (r *Rates) active() bool {
-	return r.Launches > 0 || r.Syncs > 0 || r.AllocBytes > 0 || r.FreedBytes > 0 || r.MemcpyBytes > 0 || r.PrefetchBytes > 0
+	return r.Launches > 0 || r.Syncs > 0 || r.SyncWait > 0 || r.CopyWait > 0 || r.AllocBytes > 0 || r.FreedBytes > 0 || r.MemcpyBytes > 0 || r.PrefetchBytes > 0
 }
 
 func (r *Rates) add(o *Rates) {
 	r.LaunchesPerSec += o.LaunchesPerSec
 	r.SyncWaitFrac += o.SyncWaitFrac
-	r.AllocBytesPerS += o.AllocBytesPerS
-	r.MemcpyBytesPerS += o.MemcpyBytesPerS
+	r.CopyWaitFrac += o.CopyWaitFrac
+	r.AllocBytesPerSec += o.AllocBytesPerSec
+	r.MemcpyBytesPerSec += o.MemcpyBytesPerSec
 	r.Launches += o.Launches
 	r.Syncs += o.Syncs
 	r.SyncWait += o.SyncWait
+	r.CopyWait += o.CopyWait
 	r.AllocBytes += o.AllocBytes
 	r.FreedBytes += o.FreedBytes
 	r.MemcpyBytes += o.MemcpyBytes
@@ -57,6 +61,7 @@ func rates(cur, prev *bpf.Counters, dt time.Duration) Rates {
 		Launches:      delta(cur.TotalLaunches(), prev.TotalLaunches()),
 		Syncs:         delta(sumSlice(cur.Syncs[:]), sumSlice(prev.Syncs[:])),
 		SyncWait:      time.Duration(delta(cur.TotalSyncNs(), prev.TotalSyncNs())),
+		CopyWait:      time.Duration(delta(cur.TotalMemcpyNs(), prev.TotalMemcpyNs())),
 		AllocBytes:    delta(cur.TotalAllocBytes(), prev.TotalAllocBytes()),
 		FreedBytes:    delta(cur.FreedBytes+cur.ExitReleasedBytes, prev.FreedBytes+prev.ExitReleasedBytes),
 		MemcpyBytes:   delta(cur.TotalMemcpyBytes(), prev.TotalMemcpyBytes()),
@@ -66,8 +71,9 @@ func rates(cur, prev *bpf.Counters, dt time.Duration) Rates {
 		s := dt.Seconds()
 		r.LaunchesPerSec = float64(r.Launches) / s
 		r.SyncWaitFrac = r.SyncWait.Seconds() / s
-		r.AllocBytesPerS = float64(r.AllocBytes) / s
-		r.MemcpyBytesPerS = float64(r.MemcpyBytes) / s
+		r.CopyWaitFrac = r.CopyWait.Seconds() / s
+		r.AllocBytesPerSec = float64(r.AllocBytes) / s
+		r.MemcpyBytesPerSec = float64(r.MemcpyBytes) / s
 	}
 	return r
 }
@@ -176,31 +182,39 @@ func (s Snapshot) clone() Snapshot {
 	return s
 }
 
-// Sample is one cgroup's activity over one interval, for the scheduling
-// core: a plain struct the daemon converts into its own monitor event.
+// Sample is one container's activity over one interval (or one cgroup's,
+// outside containers), for the scheduling core: a plain struct the daemon
+// converts into its own monitor event.
 type Sample struct {
 	At        time.Time
 	Interval  time.Duration
-	CgroupID  uint64
+	CgroupID  uint64 // the cgroup; for a container with nested cgroups, the lowest id
 	Container string // "" outside containers
 	Function  string // "" if unknown
 
 	Launches       uint64 // 0 when launch probing is off
 	LaunchesPerSec float64
 	Syncs          uint64
-	SyncWait       time.Duration // time the cgroup's threads spent waiting for the GPU
-	AllocBytes     uint64
-	FreedBytes     uint64 // freed or released at process exit
-	LiveBytes      uint64 // device memory held at the end of the interval
-	MemcpyBytes    uint64
-	PrefetchBytes  uint64
+	SyncWait       time.Duration // time the cgroup's threads spent in synchronization calls
+	CopyWait       time.Duration // ... and in synchronous copies (which wait for queued work too)
+	// Busy estimates the fraction of the interval the GPU had this
+	// cgroup's work to do: (SyncWait + CopyWait) / Interval, capped at 1.
+	// A lower bound (work no thread waited for is not seen), but per
+	// container, unlike NVML's device-wide utilization.
+	Busy          float64
+	AllocBytes    uint64
+	FreedBytes    uint64 // freed or released at process exit
+	LiveBytes     uint64 // device memory held at the end of the interval
+	MemcpyBytes   uint64
+	PrefetchBytes uint64
 }
 
 func (c *Cgroup) sample(at time.Time, dt time.Duration) Sample {
 	return Sample{
 		At: at, Interval: dt, CgroupID: c.ID, Container: c.Container, Function: c.Function,
 		Launches: c.Rates.Launches, LaunchesPerSec: c.Rates.LaunchesPerSec,
-		Syncs: c.Rates.Syncs, SyncWait: c.Rates.SyncWait,
+		Syncs: c.Rates.Syncs, SyncWait: c.Rates.SyncWait, CopyWait: c.Rates.CopyWait,
+		Busy:       min(1, (c.Rates.SyncWait+c.Rates.CopyWait).Seconds()/dt.Seconds()),
 		AllocBytes: c.Rates.AllocBytes, FreedBytes: c.Rates.FreedBytes, LiveBytes: c.Totals.LiveBytes(),
 		MemcpyBytes: c.Rates.MemcpyBytes, PrefetchBytes: c.Rates.PrefetchBytes,
 	}

@@ -48,6 +48,7 @@ func cLayout() map[string]int {
 		"reg_usage_page":     int(C.SLUICE_REG_USAGE_PAGE),
 		"reg_converting":     int(C.SLUICE_REG_CONVERTING),
 		"reg_forked":         int(C.SLUICE_REG_FORKED),
+		"reg_again":          int(C.SLUICE_REG_AGAIN),
 		"sizeof_hdr":         int(C.sizeof_struct_sluice_hdr),
 		"sizeof_register":    int(C.sizeof_struct_sluice_register),
 		"sizeof_welcome":     int(C.sizeof_struct_sluice_welcome),

@@ -28,6 +28,7 @@ func TestLayoutMatchesHeader(t *testing.T) {
 		"reg_usage_page":     regUsagePage,
 		"reg_converting":     regConverting,
 		"reg_forked":         regForked,
+		"reg_again":          regAgain,
 		"sizeof_hdr":         hdrSize,
 		"sizeof_register":    registerSize,
 		"sizeof_welcome":     welcomeSize,

@@ -22,6 +22,7 @@ const (
 	regUsagePage    = 0x1
 	regConverting   = 0x2
 	regForked       = 0x4
+	regAgain        = 0x8
 	hdrSize         = 16
 	registerSize    = hdrSize + 16 + functionIDMax + maxDevices*16 + 8*KindCount
 	welcomeSize     = 32

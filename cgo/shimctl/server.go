@@ -235,6 +235,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		Devices:       reg.Devices,
 		Converting:    reg.Flags&regConverting != 0,
 		Forked:        reg.Flags&regForked != 0,
+		Again:         reg.Flags&regAgain != 0,
 		conn:          c,
 		page:          page,
 		pending:       make(map[uint64]chan Result),
@@ -254,7 +255,7 @@ func (s *Server) handle(c *net.UnixConn) {
 	s.sessions[ss.ID] = ss
 	s.mu.Unlock()
 	ss.log.Info("shim registered", "claimed_pid", reg.ClaimedPID, "driver", reg.DriverVersion,
-		"devices", len(reg.Devices), "usage_page", page != nil, "forked", ss.Forked)
+		"devices", len(reg.Devices), "usage_page", page != nil, "forked", ss.Forked, "again", ss.Again)
 	if s.cfg.OnSession != nil {
 		s.cfg.OnSession(ss)
 	}

@@ -31,6 +31,7 @@ type Session struct {
 	Devices       [][16]byte // GPU UUIDs the process sees
 	Converting    bool       // the shim turns device allocations into managed memory
 	Forked        bool       // registered from a fork()ed child
+	Again         bool       // registered again after losing a daemon (restart): holds older memory
 
 	registered [KindCount]uint64
 	conn       *net.UnixConn

@@ -3,13 +3,16 @@ package shimctl
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +41,16 @@ func startShimProcOn(t testing.TB, sock, function, devFile string, env ...string
 	driver := testenv.Artifact(t, "fakecuda/libcuda.so.1")
 	prog := testenv.Artifact(t, "shim-tests/commands")
 	cmd := exec.Command(prog)
+	// SLUICE_SHIM_VALGRIND=memcheck|helgrind runs the program under
+	// valgrind (shim/tests/run.sh does, for the control-channel tests).
+	if tool := os.Getenv("SLUICE_SHIM_VALGRIND"); tool != "" {
+		supp := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(shim))), "shim", "tests", "valgrind.supp")
+		if _, err := os.Stat(supp); err != nil {
+			supp = "../../shim/tests/valgrind.supp" // the package directory
+		}
+		cmd = exec.Command("valgrind", "-q", "--tool="+tool, "--error-exitcode=3",
+			"--suppressions="+supp, prog)
+	}
 	cmd.Env = append(os.Environ(),
 		"LD_PRELOAD="+shim,
 		"LD_LIBRARY_PATH="+filepath.Dir(driver),
@@ -510,4 +523,162 @@ func TestShimSubmissionWaitsForPrefetch(t *testing.T) {
 	}
 	fmt.Fprintln(p.in, "exit")
 	p.in.Flush()
+}
+
+// serveAt runs a server on path until stop is called or the test ends.
+func serveAt(t testing.TB, path string, budget uint64) (opened, closed chan *Session, stop func()) {
+	t.Helper()
+	opened = make(chan *Session, 16)
+	closed = make(chan *Session, 16)
+	srv, err := Listen(Config{
+		Path:      path,
+		Budget:    func(string) uint64 { return budget },
+		OnSession: func(s *Session) { opened <- s },
+		OnClose:   func(s *Session, _ error) { closed <- s },
+	})
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Serve returned %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return opened, closed, stop
+}
+
+// TestShimReregistersAfterDaemonRestart: the daemon goes away (cleanly, or
+// like a crash that leaves a dead socket file behind) and a new one starts
+// on the same path. The CUDA process carries on alone meanwhile, without
+// using CPU, then registers again by itself, with the memory it already
+// has, and obeys the new daemon's commands and budget.
+func TestShimReregistersAfterDaemonRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stale bool // leave a socket file nobody listens on, as a crash does
+	}{
+		{"clean shutdown", false},
+		{"crash leaves stale socket", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sluice.sock")
+			openedA, closedA, stopA := serveAt(t, path, 0)
+			p := startShimProc(t, path, "fn-restart")
+			pid := int32(num(t, p.expect("ready")[1]))
+			s1 := waitSession(t, openedA)
+			if s1.Peer.PID != pid || s1.Again {
+				t.Fatalf("first session %+v", s1)
+			}
+			p.do("alloc 4194304", "ok")
+			p.do("async 1048576", "ok")
+
+			stopA()
+			waitSession(t, closedA)
+			if tc.stale {
+				l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+				if err != nil {
+					t.Fatalf("stale socket: %v", err)
+				}
+				l.SetUnlinkOnClose(false)
+				l.Close()
+			}
+			// Alone: the process goes on, and waits for the daemon without CPU.
+			p.do("alloc 1048576", "ok")
+			p.do("launch", "ok")
+			before := cpuTicks(t, int(pid))
+			time.Sleep(time.Second)
+			idle := cpuTicks(t, int(pid)) - before
+			t.Logf("CPU over 1 s without a daemon: %d ticks", idle)
+			if idle > 2 {
+				t.Errorf("process waiting for the daemon used %d ticks in 1 s", idle)
+			}
+
+			start := time.Now()
+			openedB, _, _ := serveAt(t, path, 32*mib)
+			s2 := waitSession(t, openedB)
+			t.Logf("registered again %v after the new daemon listened", time.Since(start))
+			if s2.Peer.PID != pid || !s2.Again || s2.Forked || s2.FunctionID != "fn-restart" {
+				t.Fatalf("session after restart %+v, want pid %d registered again", s2, pid)
+			}
+			// The shim applies the WELCOME's budget on its control thread.
+			u, ok := s2.Usage()
+			for deadline := time.Now().Add(5 * time.Second); ok && u.Budget != 32*mib && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+				u, ok = s2.Usage()
+			}
+			if !ok || u.Live[KindManaged] != 5*mib || u.Live[KindAsyncManaged] != mib || u.Budget != 32*mib {
+				t.Fatalf("usage after restart %+v ok %v", u, ok)
+			}
+			ctx := context.Background()
+			if r, err := s2.EvictToHost(ctx); err != nil || r.Err() != nil || r.Bytes != 6*mib {
+				t.Fatalf("evict after restart: %+v %v", r, err)
+			}
+			if res := p.do("resident", "resident"); num(t, res[1]) != 0 {
+				t.Errorf("resident after eviction: %v", res)
+			}
+			if r, err := s2.PrefetchToDevice(ctx); err != nil || r.Err() != nil || r.Bytes != 6*mib {
+				t.Fatalf("prefetch after restart: %+v %v", r, err)
+			}
+			if res := p.do("resident", "resident"); num(t, res[1]) != 6*mib {
+				t.Errorf("resident after prefetch: %v", res)
+			}
+			if info := p.do("info", "info"); num(t, info[2]) != 32*mib || num(t, info[1]) != 26*mib {
+				t.Errorf("capacity view under the new daemon's budget: %v", info)
+			}
+			fmt.Fprintln(p.in, "exit")
+			p.in.Flush()
+		})
+	}
+}
+
+// TestShimRegistersWhenDaemonAppearsLater: a process that starts before the
+// daemon (even before the socket's directory exists) runs standalone and
+// registers once the daemon is there.
+func TestShimRegistersWhenDaemonAppearsLater(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mkdir  bool // the socket's directory appears only with the daemon
+		budget uint64
+	}{
+		{"directory exists", false, 8 * mib},
+		{"directory created later", true, 8 * mib},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.mkdir {
+				dir = filepath.Join(dir, "run", "sluice")
+			}
+			path := filepath.Join(dir, "sluice.sock")
+			p := startShimProc(t, path, "fn-later")
+			pid := int32(num(t, p.expect("ready")[1]))
+			p.do("alloc 2097152", "ok")
+			if info := p.do("info", "info"); num(t, info[2]) <= tc.budget {
+				t.Fatalf("standalone capacity view %v", info)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if tc.mkdir {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opened, _, _ := serveAt(t, path, tc.budget)
+			s := waitSession(t, opened)
+			if s.Peer.PID != pid || s.Again {
+				t.Fatalf("session %+v, want pid %d, first registration", s, pid)
+			}
+			if r, err := s.EvictToHost(context.Background()); err != nil || r.Err() != nil || r.Bytes != 2*mib {
+				t.Fatalf("evict: %+v %v", r, err)
+			}
+			fmt.Fprintln(p.in, "exit")
+			p.in.Flush()
+		})
+	}
 }

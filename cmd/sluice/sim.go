@@ -50,6 +50,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		slow2     = fs.Float64("slowdown2", def.Slowdown2, "normalized execution time at 2 concurrent")
 		slow6     = fs.Float64("slowdown6", def.Slowdown6, "normalized execution time at 6 concurrent")
 		monitor   = fs.Duration("monitor", def.MonitorPeriod, "utilization sampling period")
+		tScale    = fs.Float64("t-scale", 3, "sluice: T = t-scale x work-weighted mean GPU time of backlogged flows (at least --t/10)")
+		costTTL   = fs.Float64("cost-ttl-factor", 4, "sluice: keep a flow resident at least this many times its measured swap-in time")
 		noPlots   = fs.Bool("no-plots", false, "skip the PNG plots")
 		quiet     = fs.Bool("q", false, "do not print the table")
 	)
@@ -92,6 +94,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return usageErr("--%s %d must be at least 1", c.name, c.v)
 		}
 	}
+	if !(*tScale > 0) || !(*costTTL >= 0) {
+		return usageErr("--t-scale must be positive and --cost-ttl-factor not negative")
+	}
 	if *duration <= 0 {
 		return usageErr("--duration %v must be positive", *duration)
 	}
@@ -103,7 +108,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr("%v", err)
 	}
 	base := core.Config{GPUs: *gpus, D: *d, T: *t, TTL: *ttl, TTLSet: true, SelectCount: *selectCnt, UtilCap: *utilCap,
-		ContainersPerGPU: *ctrs, KeepAlive: *keepAlive, NoMemoryManagement: *noMem}
+		ContainersPerGPU: *ctrs, KeepAlive: *keepAlive, NoMemoryManagement: *noMem, TScale: *tScale, CostTTLFactor: *costTTL}
 	if *t == 0 {
 		base.T = time.Nanosecond // T = 0 means "throttle as soon as ahead"
 	}

@@ -192,3 +192,68 @@ func TestSpecs(t *testing.T) {
 		t.Errorf("found %d examples, want at least 4", n)
 	}
 }
+
+// TestExecAdapter runs a run-once program (/bin/cat) behind sluice-exec on
+// both backends.
+func TestExecAdapter(t *testing.T) {
+	adapter := filepath.Join(t.TempDir(), "sluice-exec")
+	cmd := exec.Command("go", "build", "-o", adapter, "../execadapter")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build sluice-exec: %v\n%s", err, b)
+	}
+	t.Setenv("SLUICE_EXEC_ADAPTER", adapter)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, spec.FileName), []byte(`{"name":"catfn","build":{"binary":"/bin/cat","adapter":"exec"}}`), 0o644)
+	f, err := spec.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := []call{{`{"k":"v"}`, map[string]any{"k": "v"}}}
+	t.Run("process", func(t *testing.T) {
+		rt, err := process.New(process.Config{Instance: "exec", StateDir: shortDir(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := runtime.FromFunctionHost(f, 1, spec.HostRuntimes{Exec: adapter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pool.New(rt, pool.Config{})
+		defer p.Close(context.Background())
+		id, err := p.Start(context.Background(), pool.FromFunction(f, rs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, p, id, calls)
+	})
+	t.Run("docker", func(t *testing.T) {
+		testenv.RequireDocker(t)
+		cli, err := client.New(client.FromEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		label := "t" + runtime.RandomSuffix(6)
+		ctx := context.Background()
+		f.Image = "sluice-test/catfn:" + label
+		if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
+			t.Fatalf("build image: %v", err)
+		}
+		defer image.Remove(context.Background(), cli, f.Image)
+		rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pool.New(rt, pool.Config{})
+		defer func() {
+			p.Close(context.Background())
+			runtime.Recover(context.Background(), rt)
+		}()
+		id, err := p.Start(ctx, pool.FromFunction(f, runtime.FromFunction(f, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, p, id, calls)
+	})
+}

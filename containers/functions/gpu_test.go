@@ -2,6 +2,7 @@ package functions_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,21 +19,20 @@ import (
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
-// gpuSetup loads gpu-matmul with the real shim, the fake driver (test
-// infrastructure: the emulated GPU) and sluice-exec from the build directory.
-func gpuSetup(t *testing.T) (*spec.Function, runtime.GPUConfig, string) {
+// gpuSetup loads gpu-matmul (which serves the function protocol itself, see
+// gpu-matmul/PROGRAM.md) with the real shim and the fake driver (test
+// infrastructure: the emulated GPU) from the build directory.
+func gpuSetup(t *testing.T) (*spec.Function, runtime.GPUConfig) {
 	shim := testenv.Artifact(t, "libsluice.so")
 	fake := testenv.Artifact(t, "fakecuda/libcuda.so.1")
 	bin := testenv.Artifact(t, "gpu-matmul")
-	adapter := testenv.Artifact(t, "sluice-exec")
-	t.Setenv("SLUICE_EXEC_ADAPTER", adapter)
 	f, err := spec.Load("gpu-matmul")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Build.Binary = bin
 	dev := filepath.Join(shortDir(t), "gpu0")
-	return f, runtime.GPUConfig{Shim: shim, FakeCUDA: fake, FakeCUDADevice: dev}, adapter
+	return f, runtime.GPUConfig{Shim: shim, FakeCUDA: fake, FakeCUDADevice: dev}
 }
 
 // checkDeviceFile checks the instance attached to the shared emulated device:
@@ -58,17 +58,23 @@ func invokeGPU(t *testing.T, p *pool.Pool, s pool.Spec) {
 		t.Fatalf("start gpu-matmul: %v", err)
 	}
 	for i := range 2 {
-		out, err := p.Invoke(ctx, id, []byte(`{}`))
+		out, err := p.Invoke(ctx, id, []byte(`{"mb":4,"iters":2,"n":32}`))
 		if err != nil {
 			t.Fatalf("invocation %d of gpu-matmul on the emulated GPU: %v", i, err)
 		}
-		t.Logf("gpu-matmul: %s", out)
+		var res struct {
+			OK       bool `json:"ok"`
+			Emulated bool `json:"emulated"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || !res.OK || !res.Emulated {
+			t.Errorf("invocation %d: %s (%v), want ok and emulated", i, out, err)
+		}
 	}
 }
 
 func TestGPUMatmulEmulatedDocker(t *testing.T) {
 	testenv.RequireDocker(t)
-	f, gpu, _ := gpuSetup(t)
+	f, gpu := gpuSetup(t)
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +86,11 @@ func TestGPUMatmulEmulatedDocker(t *testing.T) {
 	if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
 		t.Fatalf("build image: %v", err)
 	}
-	t.Cleanup(func() { _ = image.Remove(context.Background(), cli, f.Image) })
+	t.Cleanup(func() {
+		if err := image.Remove(context.Background(), cli, f.Image); err != nil {
+			t.Errorf("remove image: %v", err)
+		}
+	})
 	rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli, GPU: gpu})
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +105,13 @@ func TestGPUMatmulEmulatedDocker(t *testing.T) {
 }
 
 func TestGPUMatmulEmulatedProcess(t *testing.T) {
-	f, gpu, adapter := gpuSetup(t)
+	f, gpu := gpuSetup(t)
 	dir := shortDir(t)
 	rt, err := process.New(process.Config{Instance: "gpu", StateDir: dir, GPU: gpu})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := runtime.FromFunctionHost(f, 1, spec.HostRuntimes{Exec: adapter})
+	rs, err := runtime.FromFunctionHost(f, 1, spec.HostRuntimes{})
 	if err != nil {
 		t.Fatal(err)
 	}

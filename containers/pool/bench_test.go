@@ -145,3 +145,11 @@ func BenchmarkColdStartProcess(b *testing.B)  { rt, s := processEcho(b); coldSta
 func BenchmarkColdStartDocker(b *testing.B)   { rt, s := dockerEcho(b); coldStart(b, rt, s) }
 func BenchmarkWarmInvokeProcess(b *testing.B) { rt, s := processEcho(b); warmInvoke(b, rt, s) }
 func BenchmarkWarmInvokeDocker(b *testing.B)  { rt, s := dockerEcho(b); warmInvoke(b, rt, s) }
+
+// BenchmarkWarmInvokeDockerNoCPULimit is the same without the 0.5-CPU quota,
+// to show what CFS throttling adds.
+func BenchmarkWarmInvokeDockerNoCPULimit(b *testing.B) {
+	rt, s := dockerEcho(b)
+	s.CPUs = 0
+	warmInvoke(b, rt, s)
+}

@@ -86,6 +86,9 @@ type Config struct {
 	// instance. It must not block for long or call back into the pool
 	// synchronously. Default: none.
 	OnEvent func(Event)
+	// StopGrace is how long Stop, Sweep and Close give an instance after
+	// SIGTERM before SIGKILL. Default 2s; negative: kill at once.
+	StopGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger. Default: discard.
@@ -181,6 +184,9 @@ func New(rt runtime.Runtime, cfg Config) *Pool {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = 2 * time.Second
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -332,6 +338,23 @@ func (p *Pool) dispose(in *instance, replace bool) {
 	p.emit(Event{Kind: EventReplaced, Instance: in.id, Function: in.spec.Function, Replacement: nid, Err: err})
 }
 
+// goDispose disposes of in (and replaces it) on a goroutine Close waits for;
+// once the pool is closed it only removes it, synchronously.
+func (p *Pool) goDispose(in *instance) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.dispose(in, false)
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		p.dispose(in, true)
+	}()
+}
+
 // Acquire returns an idle instance of function (the most recently used,
 // which is the warmest) and marks it busy; the caller must Invoke it (which
 // releases it) or Release it.
@@ -412,7 +435,7 @@ func (p *Pool) Invoke(ctx context.Context, id runtime.ID, body []byte) ([]byte, 
 		// The function is still running the abandoned request: kill it.
 		if p.drop(in) {
 			p.emit(Event{Kind: kind, Instance: id, Function: in.spec.Function})
-			go p.dispose(in, true)
+			p.goDispose(in)
 		}
 		if werr == ErrTimeout {
 			return nil, fmt.Errorf("invoke %s on %s: %w after %v", in.spec.Function, id, ErrTimeout, in.spec.InvokeTimeout)
@@ -422,7 +445,7 @@ func (p *Pool) Invoke(ctx context.Context, id runtime.ID, body []byte) ([]byte, 
 	// The process lives but the protocol broke: it cannot be trusted.
 	if p.drop(in) {
 		p.emit(Event{Kind: EventCrashed, Instance: id, Function: in.spec.Function, Busy: true})
-		go p.dispose(in, true)
+		p.goDispose(in)
 	}
 	return nil, fmt.Errorf("invoke %s on %s: %w: %w", in.spec.Function, id, ErrCrashed, err)
 }
@@ -449,8 +472,8 @@ func (p *Pool) drop(in *instance) bool {
 	return true
 }
 
-// Stop removes instance id (eviction). Stopping an unknown instance is not
-// an error.
+// Stop stops (SIGTERM, SIGKILL after StopGrace) and removes instance id
+// (eviction). Stopping an unknown instance is not an error.
 func (p *Pool) Stop(ctx context.Context, id runtime.ID) error {
 	p.mu.Lock()
 	in, ok := p.instances[id]
@@ -462,11 +485,21 @@ func (p *Pool) Stop(ctx context.Context, id runtime.ID) error {
 		return nil
 	}
 	in.client.Close()
-	if err := p.rt.Remove(ctx, id); err != nil {
+	if err := p.retire(ctx, id); err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	p.emit(Event{Kind: EventStopped, Instance: id, Function: in.spec.Function})
 	return nil
+}
+
+// retire stops id gracefully (StopGrace) and removes it.
+func (p *Pool) retire(ctx context.Context, id runtime.ID) error {
+	if p.cfg.StopGrace > 0 {
+		if err := p.rt.Stop(ctx, id, p.cfg.StopGrace); err != nil {
+			p.log.Warn("graceful stop", "id", id, "err", err)
+		}
+	}
+	return p.rt.Remove(ctx, id)
 }
 
 // Sweep stops every idle instance whose keep-alive ran out by now and
@@ -487,7 +520,7 @@ func (p *Pool) Sweep(ctx context.Context, now time.Time) ([]runtime.ID, error) {
 	var errs []error
 	for _, in := range expired {
 		in.client.Close()
-		if err := p.rt.Remove(ctx, in.id); err != nil {
+		if err := p.retire(ctx, in.id); err != nil {
 			errs = append(errs, fmt.Errorf("expire %s: %w", in.id, err))
 		}
 		ids = append(ids, in.id)

@@ -42,6 +42,9 @@ type Client struct {
 	hc   *http.Client
 	tr   *http.Transport
 	base string
+	// conns carries the Sluice protocol; hc (OpenWhisk) goes through
+	// net/http's Transport.
+	conns *connPool
 }
 
 // NewClient returns a client for ep.
@@ -60,14 +63,23 @@ func NewClient(ep Endpoint) *Client {
 		IdleConnTimeout:     5 * time.Minute,
 		DisableCompression:  true,
 	}
-	return &Client{ep: ep, tr: tr, hc: &http.Client{Transport: tr}, base: "http://fn"}
+	c := &Client{ep: ep, tr: tr, hc: &http.Client{Transport: tr}, base: "http://fn"}
+	if ep.Kind != KindOpenWhisk {
+		c.conns = &connPool{dial: func(ctx context.Context) (net.Conn, error) { return dial(ctx, "", "") }}
+	}
+	return c
 }
 
 // Endpoint returns the endpoint the client talks to.
 func (c *Client) Endpoint() Endpoint { return c.ep }
 
 // Close drops idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	if c.conns != nil {
+		c.conns.close()
+	}
+}
 
 // Ready checks once whether the function can take work. For the Sluice
 // protocol that is GET /ready answering 200; for OpenWhisk, a TCP connection
@@ -80,18 +92,12 @@ func (c *Client) Ready(ctx context.Context) error {
 		}
 		return conn.Close()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/ready", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
+	status, _, err := c.conns.do(ctx, http.MethodGet, "/ready", nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: /ready answered %s", ErrNotReady, resp.Status)
+	if status != http.StatusOK {
+		return fmt.Errorf("%w: /ready answered %d", ErrNotReady, status)
 	}
 	return nil
 }
@@ -142,41 +148,62 @@ func (c *Client) Invoke(ctx context.Context, body []byte) ([]byte, error) {
 }
 
 func (c *Client) post(ctx context.Context, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	var status int
+	var out []byte
+	var err error
+	if c.conns != nil {
+		status, out, err = c.conns.do(ctx, http.MethodPost, path, body)
+	} else {
+		status, out, err = c.postHTTP(ctx, path, body)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if status/100 != 2 {
+		return nil, decodeError(status, out)
+	}
+	return out, nil
+}
+
+func (c *Client) postHTTP(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
+		return 0, nil, fmt.Errorf("read response: %w", err)
 	}
 	if len(out) > MaxBodyBytes {
-		return nil, fmt.Errorf("read response: larger than %d bytes", MaxBodyBytes)
+		return 0, nil, fmt.Errorf("read response: larger than %d bytes", MaxBodyBytes)
 	}
-	if resp.StatusCode/100 != 2 {
-		e := &Error{Status: resp.StatusCode}
-		var m struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(out, &m) == nil && len(m.Error) > 0 {
-			var s string
-			if json.Unmarshal(m.Error, &s) == nil {
-				e.Message = s
-			} else {
-				e.Message = string(m.Error)
-			}
+	return resp.StatusCode, out, nil
+}
+
+// decodeError turns a non-2xx answer into an *Error: the "error" member of
+// a JSON object (a string, or the raw JSON of anything else), else the body.
+func decodeError(status int, out []byte) *Error {
+	e := &Error{Status: status}
+	var m struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(out, &m) == nil && len(m.Error) > 0 {
+		var s string
+		if json.Unmarshal(m.Error, &s) == nil {
+			e.Message = s
 		} else {
-			e.Message = string(bytes.TrimSpace(out))
+			e.Message = string(m.Error)
 		}
-		return nil, e
+	} else {
+		e.Message = string(bytes.TrimSpace(out))
 	}
-	return out, nil
+	return e
 }
 
 // WaitReady polls Ready every poll interval until it succeeds or ctx ends;

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"strings"
 )
 
 // ExecHandler adapts a run-once program to the protocol: each invocation
@@ -30,6 +32,8 @@ func ExecHandler(argv []string) Handler {
 			args = append(args, obj.Args...)
 		}
 		cmd := exec.CommandContext(ctx, argv[0], args...)
+		// The program must not mistake itself for the server.
+		cmd.Env = withoutVar(os.Environ(), SocketEnv)
 		cmd.Stdin = bytes.NewReader(req)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -47,6 +51,16 @@ func ExecHandler(argv []string) Handler {
 		}
 		return map[string]string{"stdout": stdout.String()}, nil
 	}
+}
+
+func withoutVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func tail(b []byte, n int) string {

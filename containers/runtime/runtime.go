@@ -177,6 +177,10 @@ type Runtime interface {
 	// Dir is id's host directory (mounted at RunDir): the daemon listens
 	// on its ShimSocketName.
 	Dir(id ID) (string, error)
+	// Stop asks id's main process to exit (SIGTERM) and kills it (SIGKILL)
+	// if it is still running after grace; the instance stays until Remove.
+	// Stopping a missing or exited instance is not an error.
+	Stop(ctx context.Context, id ID, grace time.Duration) error
 	// Remove kills and deletes id and its host directory; removing a
 	// missing instance is not an error.
 	Remove(ctx context.Context, id ID) error

@@ -36,33 +36,43 @@ const (
 var Policies = []Policy{PolicyFCFS, PolicyBatch, PolicySJF, PolicyMQFQ, PolicyMQFQSticky, PolicySluice}
 
 // Improvements are Sluice's departures from MQFQ-Sticky (reference section
-// 6). PolicySluice turns on all but PrefetchAhead, which measured worse
-// (docs/EVALUATION.md has the ablation); each can be switched for ablation.
+// 6). PolicySluice turns all on; each can be switched off for ablation
+// (docs/EVALUATION.md).
 type Improvements struct {
-	// NoTokenColdStart: never hold a D slot while a container starts; start
-	// containers for flows without an idle one and dispatch others meanwhile.
+	// NoTokenColdStart: never hold a D slot during a cold start. The chosen
+	// request leaves its queue (its flow is charged as usual) and is bound
+	// to the new container, which takes a slot when it is up; meanwhile the
+	// slot serves other flows. At most D such starts run per GPU, and only
+	// where the new container fits in memory after evicting idle ones.
 	NoTokenColdStart bool
-	// MemoryAware: make room by evicting idle containers of Inactive flows
-	// first, then Throttled, then Active (LRU within each), and keep
-	// activations that do not fit on the host until their dispatch.
+	// MemoryAware: choose eviction victims by flow state (Inactive, then
+	// Throttled, then Active) and, within a state, by the farthest
+	// forecast next use (last arrival + mean inter-arrival time; Belady's
+	// rule), then least recently used; on activation, make room from
+	// non-Active flows so the activated flow's memory moves early.
 	MemoryAware bool
-	// CostAwareTTL: keep an idle flow resident for at least CostTTLFactor x
-	// its swap-in time plus its cold start amortized over its queue, i.e. do
-	// not evict a flow whose re-fetch costs more than waiting.
+	// CostAwareTTL: keep an idle flow Active (memory resident) for at least
+	// CostTTLFactor x its measured swap-in time, even when 1.5 x its
+	// inter-arrival time is shorter.
 	CostAwareTTL bool
-	// ScaleT: throttle threshold T = TScale x the mean tau of backlogged
-	// flows (never below Config.T/10), instead of a constant.
+	// ScaleT: throttle threshold T = TScale x the work-weighted mean GPU
+	// time of backlogged flows (sum tau^2 / sum tau), never below
+	// Config.T/10, so one setting carries across GPUs and workloads.
 	ScaleT bool
-	// WaitForBusy: do not cold-start a second container for a flow whose
-	// only containers are busy when its running invocation is expected to
-	// finish sooner than a cold start; pick another flow meanwhile.
+	// WaitForBusy: do not cold-start another container for a flow whose
+	// containers are all busy when its queue would drain on them sooner
+	// than a cold start (queue x tau < observed cold-start time); serve
+	// other flows meanwhile.
 	WaitForBusy bool
-	// PrefetchAhead: never hold a D slot while a container's memory moves
-	// to the GPU; prefetch a queued flow's idle container without a slot
-	// and dispatch it once resident.
+	// PrefetchAhead: do not hold a D slot while a container's memory moves
+	// to the GPU: prefetch the chosen flow's idle container without a slot
+	// (making room only from flows with no queued work), serve other flows
+	// meanwhile, and dispatch it once resident. One such prefetch per GPU
+	// at a time; beyond that, or if it cannot be made to fit, the dispatch
+	// prefetches with the slot held as before.
 	PrefetchAhead bool
 	// Retag: when a flow's GPU-time estimate changes by 2x or more from the
-	// one its queued requests were tagged with (always, on its first
+	// one its queued requests were tagged with (in particular on its first
 	// measurement, which replaces the T/10 prior), re-tag the queue with
 	// the new estimate, so requests are charged their measured cost.
 	Retag bool
@@ -112,8 +122,9 @@ type Config struct {
 	Improvements Improvements
 	// ImprovementsSet means Improvements were chosen by the caller.
 	ImprovementsSet bool
-	// TScale is the multiple of the mean tau used by Improvements.ScaleT.
-	// Default 3.
+	// TScale is the multiple used by Improvements.ScaleT. Default 3 (the
+	// paper's T = 5 s is 3.7 x the catalog's mean warm time, 1.36 s; chosen
+	// before measuring, not tuned).
 	TScale float64
 	// CostTTLFactor is used by Improvements.CostAwareTTL. Default 4.
 	CostTTLFactor float64
@@ -190,7 +201,7 @@ func (c Config) WithDefaults() Config {
 		c.MonitorPeriod = 500 * time.Millisecond
 	}
 	if c.Policy == PolicySluice && !c.ImprovementsSet {
-		c.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true}
+		c.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
 	}
 	return c
 }

@@ -297,3 +297,49 @@ func TestMemoryMakeRoom(t *testing.T) {
 		t.Fatalf("resident %d over capacity", s.gpus[0].resident)
 	}
 }
+
+// TestUtilizationCap: with a cap, a free slot is not used while the
+// utilization estimate (EWMA of monitor samples) is above it, and WakeAt
+// asks for a re-check one monitor period later.
+func TestUtilizationCap(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 2, UtilCap: 0.8})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Register(1, "b", 0, 0))
+	mustStep(t, s, 0, Arrived(1, 0))
+	mustStep(t, s, 0.5, MonitorTick(0, 0.95, nil))
+	rd := mustStep(t, s, 1, Arrived(2, 1))
+	if len(rd.Actions) != 0 {
+		t.Fatalf("above the cap: actions %v, want none", rd.Actions)
+	}
+	if rd.WakeAt != TimeOf(1.5) {
+		t.Fatalf("WakeAt %v, want 1.5s (one monitor period)", rd.WakeAt)
+	}
+	rd = mustStep(t, s, 1.5, MonitorTick(0, 0.3, nil)) // estimate 0.6*0.3 + 0.4*0.95 = 0.56
+	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActStartContainer || rd.Actions[0].Fn != 1 {
+		t.Fatalf("below the cap: actions %v, want b's cold start", rd.Actions)
+	}
+	if err := s.Step(TimeOf(2), MonitorTick(0, 1.5, nil)); err == nil {
+		t.Fatal("utilization 1.5 accepted")
+	}
+	if err := s.Step(TimeOf(2), MonitorTick(3, 0.5, nil)); err == nil {
+		t.Fatal("unknown GPU accepted")
+	}
+}
+
+// TestWeights: a flow of weight 2 is charged half per request.
+func TestWeights(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, T: 10 * time.Second})
+	mustStep(t, s, 0, Register(0, "heavy", 2, 0))
+	mustStep(t, s, 0, Register(1, "light", 1, 0))
+	mustStep(t, s, 0, Arrived(1, 1)) // occupies the slot
+	for i := 0; i < 3; i++ {
+		mustStep(t, s, 0, Arrived(InvID(10+i), 0))
+		mustStep(t, s, 0, Arrived(InvID(20+i), 1))
+	}
+	st := s.Status()
+	// tau prior 1s: three queued requests span 3 x 1/2 for heavy, 3 x 1 for
+	// light (its first request already left the queue).
+	if h, l := st.Flows[0], st.Flows[1]; h.F-h.S != 1.5 || l.F-l.S != 3 {
+		t.Fatalf("tag spans heavy %g light %g, want 1.5 and 3", h.F-h.S, l.F-l.S)
+	}
+}

@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // schedule runs the dispatch loop: while a D slot is free and some flow can
 // be served, ask the policy which flow and serve it.
@@ -80,11 +83,16 @@ func (s *Scheduler) ready(f *flow) bool {
 		if idle.resident {
 			return false // its prefetch is on the way
 		}
+		if idle.g.ahead > 0 {
+			return true // one ahead-prefetch per GPU at a time: use the slot
+		}
 		s.makeRoom(idle.g, idle.bytes, idle, roomNotQueued)
 		if idle.g.resident+idle.bytes > s.cfg.GPUMemBytes {
 			return true // cannot be brought in ahead: prefetch with the slot held
 		}
 		s.prefetch(idle, true)
+		idle.ahead = true
+		idle.g.ahead++
 		return false
 	}
 	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
@@ -284,6 +292,10 @@ func (s *Scheduler) startContainer(f *flow, g *gpu) *container {
 // removeContainer forgets c (which must not be running anything) and, if
 // stop, emits StopContainer.
 func (s *Scheduler) removeContainer(c *container, stop bool) {
+	if c.ahead {
+		c.ahead = false
+		c.g.ahead--
+	}
 	if c.resident {
 		c.g.resident -= c.bytes
 		c.resident = false
@@ -371,6 +383,20 @@ const (
 	roomNotQueued        // ... of a flow with no queued work
 )
 
+// nextUse forecasts when f next needs its memory: now if it has queued
+// work, else its last arrival plus its mean inter-arrival time (never for a
+// flow seen once).
+func (s *Scheduler) nextUse(f *flow) Time {
+	if f.q.len() > 0 {
+		return s.now
+	}
+	iat := f.meanIAT()
+	if iat == 0 {
+		return Never
+	}
+	return max(s.now, f.lastArr.Add(time.Duration(iat*1e9)))
+}
+
 // makeRoom evicts idle resident containers of g (except keep) until need
 // more bytes fit, in victim-class then least-recently-used order. Memory
 // still moving is never a victim (that could ping-pong forever).
@@ -388,6 +414,17 @@ func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, mode int) {
 	slices.SortFunc(v, func(a, b *container) int {
 		if ca, cb := s.victimClass(a), s.victimClass(b); ca != cb {
 			return ca - cb
+		}
+		if s.cfg.Improvements.MemoryAware {
+			// Farthest expected next use first (Belady, with the flow's
+			// mean inter-arrival time as the forecast).
+			na, nb := s.nextUse(a.f), s.nextUse(b.f)
+			if na != nb {
+				if na > nb {
+					return -1
+				}
+				return 1
+			}
 		}
 		if a.lastUsed != b.lastUsed {
 			if a.lastUsed < b.lastUsed {

@@ -135,6 +135,7 @@ type container struct {
 	prefetchAt Time
 	moving     int
 	landed     bool // resident and no move pending
+	ahead      bool // an ahead-prefetch (PrefetchAhead) is pending
 
 	// The invocation running, or bound to a starting container (a cold
 	// start that holds its D slot), and how many more of its flow's requests
@@ -151,6 +152,7 @@ type gpu struct {
 	idx      int
 	used     int   // D slots in use
 	starting int   // containers starting
+	ahead    int   // ahead-prefetches pending
 	resident int64 // bytes on the device (target state)
 	ctrs     []*container
 	utilEst  float64

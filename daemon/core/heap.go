@@ -10,10 +10,17 @@ const (
 
 // flowHeap is a binary min-heap of flows by (S, id) that tracks each flow's
 // position, so membership changes and key updates are O(log n) and allocate
-// nothing once the backing array has grown.
+// nothing once the backing array has grown. Each entry caches its key, so
+// comparisons do not chase pointers.
 type flowHeap struct {
-	items []*flow
+	items []heapItem
 	slot  int
+}
+
+type heapItem struct {
+	s  float64
+	id FnID
+	f  *flow
 }
 
 func tagLess(a, b *flow) bool {
@@ -23,20 +30,30 @@ func tagLess(a, b *flow) bool {
 	return a.id < b.id
 }
 
+func itemLess(a, b *heapItem) bool {
+	if a.s != b.s {
+		return a.s < b.s
+	}
+	return a.id < b.id
+}
+
 func (h *flowHeap) len() int { return len(h.items) }
+
+// at returns the i-th flow in heap (not sorted) order.
+func (h *flowHeap) at(i int) *flow { return h.items[i].f }
 
 func (h *flowHeap) top() *flow {
 	if len(h.items) == 0 {
 		return nil
 	}
-	return h.items[0]
+	return h.items[0].f
 }
 
 func (h *flowHeap) has(f *flow) bool { return f.hidx[h.slot] >= 0 }
 
 func (h *flowHeap) push(f *flow) {
 	f.hidx[h.slot] = len(h.items)
-	h.items = append(h.items, f)
+	h.items = append(h.items, heapItem{s: f.S, id: f.id, f: f})
 	h.up(len(h.items) - 1)
 }
 
@@ -49,7 +66,7 @@ func (h *flowHeap) remove(f *flow) {
 	if i != last {
 		h.swap(i, last)
 	}
-	h.items[last] = nil
+	h.items[last] = heapItem{}
 	h.items = h.items[:last]
 	f.hidx[h.slot] = -1
 	if i != last {
@@ -65,6 +82,7 @@ func (h *flowHeap) fix(f *flow) {
 	if i < 0 {
 		return
 	}
+	h.items[i].s = f.S
 	if !h.down(i) {
 		h.up(i)
 	}
@@ -72,14 +90,14 @@ func (h *flowHeap) fix(f *flow) {
 
 func (h *flowHeap) swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].hidx[h.slot] = i
-	h.items[j].hidx[h.slot] = j
+	h.items[i].f.hidx[h.slot] = i
+	h.items[j].f.hidx[h.slot] = j
 }
 
 func (h *flowHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if !tagLess(h.items[i], h.items[p]) {
+		if !itemLess(&h.items[i], &h.items[p]) {
 			return
 		}
 		h.swap(i, p)
@@ -96,10 +114,10 @@ func (h *flowHeap) down(i int) bool {
 			break
 		}
 		m := l
-		if r := l + 1; r < n && tagLess(h.items[r], h.items[l]) {
+		if r := l + 1; r < n && itemLess(&h.items[r], &h.items[l]) {
 			m = r
 		}
-		if !tagLess(h.items[m], h.items[i]) {
+		if !itemLess(&h.items[m], &h.items[i]) {
 			break
 		}
 		h.swap(i, m)
@@ -109,47 +127,48 @@ func (h *flowHeap) down(i int) bool {
 }
 
 // walker yields a heap's flows in increasing (S, id) order without changing
-// the heap: a small frontier heap of indices, O(log k) per step.
+// the heap: a small frontier heap of copies of entries, O(log k) per step.
 type walker struct {
 	h        *flowHeap
-	frontier []int
+	frontier []walkItem
+}
+
+type walkItem struct {
+	heapItem
+	idx int
 }
 
 func (w *walker) reset(h *flowHeap) {
 	w.h = h
 	w.frontier = w.frontier[:0]
 	if h.len() > 0 {
-		w.frontier = append(w.frontier, 0)
+		w.frontier = append(w.frontier, walkItem{h.items[0], 0})
 	}
 }
-
-func (w *walker) less(a, b int) bool { return tagLess(w.h.items[a], w.h.items[b]) }
 
 // next returns the next flow in order, or nil when done.
 func (w *walker) next() *flow {
-	n := len(w.frontier)
+	fr := w.frontier
+	n := len(fr)
 	if n == 0 {
 		return nil
 	}
-	fr := w.frontier
 	top := fr[0]
 	fr[0] = fr[n-1]
 	fr = fr[:n-1]
-	w.siftDown(fr, 0)
-	for _, c := range [2]int{2*top + 1, 2*top + 2} {
-		if c < w.h.len() {
-			fr = append(fr, c)
-			w.siftUp(fr, len(fr)-1)
-		}
+	siftDown(fr, 0)
+	for c := 2*top.idx + 1; c <= 2*top.idx+2 && c < w.h.len(); c++ {
+		fr = append(fr, walkItem{w.h.items[c], c})
+		siftUp(fr, len(fr)-1)
 	}
 	w.frontier = fr
-	return w.h.items[top]
+	return top.f
 }
 
-func (w *walker) siftUp(fr []int, i int) {
+func siftUp(fr []walkItem, i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if !w.less(fr[i], fr[p]) {
+		if !itemLess(&fr[i].heapItem, &fr[p].heapItem) {
 			return
 		}
 		fr[i], fr[p] = fr[p], fr[i]
@@ -157,7 +176,7 @@ func (w *walker) siftUp(fr []int, i int) {
 	}
 }
 
-func (w *walker) siftDown(fr []int, i int) {
+func siftDown(fr []walkItem, i int) {
 	n := len(fr)
 	for {
 		l := 2*i + 1
@@ -165,10 +184,10 @@ func (w *walker) siftDown(fr []int, i int) {
 			return
 		}
 		m := l
-		if r := l + 1; r < n && w.less(fr[r], fr[l]) {
+		if r := l + 1; r < n && itemLess(&fr[r].heapItem, &fr[l].heapItem) {
 			m = r
 		}
-		if !w.less(fr[m], fr[i]) {
+		if !itemLess(&fr[m].heapItem, &fr[i].heapItem) {
 			return
 		}
 		fr[i], fr[m] = fr[m], fr[i]

@@ -37,7 +37,8 @@ func newPolicy(cfg Config) policy {
 // first. O(backlogged flows).
 func oldestServable(s *Scheduler) *flow {
 	var best *flow
-	for _, f := range s.heaps[hBacklog].items {
+	for _, it := range s.heaps[hBacklog].items {
+		f := it.f
 		if (best == nil || f.q.at(0).seq < best.q.at(0).seq) && s.servable(f) && s.ready(f) {
 			best = f
 		}
@@ -56,7 +57,8 @@ func (fcfs) pick(s *Scheduler) (*flow, int) {
 	}
 	// Requests of f older than every other flow's head are consecutive.
 	limit := ^uint64(0)
-	for _, o := range s.heaps[hBacklog].items {
+	for _, it := range s.heaps[hBacklog].items {
+		o := it.f
 		if o != f {
 			limit = min(limit, o.q.at(0).seq)
 		}
@@ -102,7 +104,8 @@ const sjfDeficit = 25
 
 func (sjf) pick(s *Scheduler) (*flow, int) {
 	var starved, short *flow
-	for _, f := range s.heaps[hBacklog].items {
+	for _, it := range s.heaps[hBacklog].items {
+		f := it.f
 		if f.deficit+s.sjfGain >= sjfDeficit && (starved == nil || f.deficit > starved.deficit ||
 			(f.deficit == starved.deficit && f.q.at(0).seq < starved.q.at(0).seq)) && s.servable(f) && s.ready(f) {
 			starved = f
@@ -111,7 +114,8 @@ func (sjf) pick(s *Scheduler) (*flow, int) {
 	if starved != nil {
 		return starved, 1
 	}
-	for _, f := range s.heaps[hBacklog].items {
+	for _, it := range s.heaps[hBacklog].items {
+		f := it.f
 		if (short == nil || f.tau < short.tau || (f.tau == short.tau && f.q.at(0).seq < short.q.at(0).seq)) && s.servable(f) && s.ready(f) {
 			short = f
 		}
@@ -145,18 +149,20 @@ func (mqfq) sticky() bool             { return false }
 
 // mqfqSticky is the paper's policy: among the (at most SelectCount) Active
 // flows with the lowest start tags, prefer fewest in flight (when D > 1),
-// then the longest queue. Flows stay Active for a TTL after emptying.
+// then the longest queue; the first of them that can be served now runs. Flows stay Active for a TTL after emptying.
 // PolicySluice is the same choice with Config.Improvements applied
 // elsewhere (slots, memory, TTL, T).
 type mqfqSticky struct{}
 
 func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
-	s.walk.reset(&s.heaps[hActive])
+	// The candidates are the first SelectCount entries of the Active heap's
+	// array: the flow with the lowest start tag (the root) and the flows
+	// nearest the top, all within T of V. O(SelectCount), no comparisons;
+	// the reference takes an arbitrary SelectCount of its Active flows.
 	c := s.cands[:0]
-	for f := s.walk.next(); f != nil && len(c) < s.cfg.SelectCount; f = s.walk.next() {
-		if s.servable(f) {
-			c = append(c, f)
-		}
+	act := &s.heaps[hActive]
+	for i := 0; i < act.len() && len(c) < s.cfg.SelectCount; i++ {
+		c = append(c, act.at(i))
 	}
 	// Insertion sort: at most SelectCount candidates, already in tag order.
 	byInFlight := s.cfg.D != 1
@@ -167,7 +173,7 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 	}
 	var best *flow
 	for _, f := range c {
-		if s.ready(f) {
+		if s.servable(f) && s.ready(f) {
 			best = f
 			break
 		}

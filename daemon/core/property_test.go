@@ -107,7 +107,8 @@ func TestPropertyWorkConservation(t *testing.T) {
 				if !s.freeSlot() {
 					return
 				}
-				for _, f := range s.heaps[hActive].items {
+				for _, it := range s.heaps[hActive].items {
+					f := it.f
 					if !s.servable(f) {
 						continue
 					}

@@ -355,6 +355,10 @@ func (s *Scheduler) memoryMoved(id CtrID, resident bool) error {
 	}
 	c.moving--
 	c.landed = c.resident && c.moving == 0
+	if c.ahead && resident {
+		c.ahead = false
+		c.g.ahead--
+	}
 	if resident && c.resident {
 		d := s.now.Sub(c.prefetchAt).Seconds()
 		if c.f.swapSec == 0 {

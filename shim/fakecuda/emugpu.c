@@ -354,22 +354,28 @@ static int map_file(const struct emu_config *c)
 	}
 	uint64_t want = file_bytes();
 	int fresh = 0;
-	if ((uint64_t)st.st_size < want) {
-		if (st.st_size >= (off_t)sizeof(uint32_t) * 2) {
-			uint32_t hv[2] = {0, 0};
-			if (pread(fd, hv, sizeof(hv), 0) == (ssize_t)sizeof(hv) && hv[0] == EMU_MAGIC) {
-				fprintf(stderr, "fakecuda: %s: device file version %u, this driver speaks %u\n", c->path,
-					hv[1], EMU_VERSION);
-				err = -EPROTO;
-				goto out;
-			}
-		}
+	/* Initialize only an empty file (new, or created empty by Sluice to be
+	 * bind-mounted) or one of the right size whose header is all zeros (a
+	 * creator died before writing it). Never clobber anything else. */
+	if (st.st_size == 0) {
 		if (ftruncate(fd, (off_t)want) < 0) {
 			err = -errno;
 			goto out;
 		}
 		fchmod(fd, 0666);
 		fresh = 1;
+	} else if ((uint64_t)st.st_size != want) {
+		uint32_t hv[2] = {0, 0};
+		if (pread(fd, hv, sizeof(hv), 0) == (ssize_t)sizeof(hv) && hv[0] == EMU_MAGIC) {
+			fprintf(stderr, "fakecuda: %s: device file version %u, this driver speaks %u\n", c->path,
+				hv[1], EMU_VERSION);
+			err = -EPROTO;
+		} else {
+			fprintf(stderr, "fakecuda: %s: not an emulated GPU device file (%lld bytes), left alone\n",
+				c->path, (long long)st.st_size);
+			err = -EINVAL;
+		}
+		goto out;
 	}
 	m = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
@@ -378,13 +384,17 @@ static int map_file(const struct emu_config *c)
 	}
 	struct emu_hdr *h = m;
 	uint32_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE);
-	if (fresh || magic != EMU_MAGIC) {
+	static const unsigned char zero[EMU_HDR_BYTES];
+	if (fresh || (magic == 0 && memcmp(h, zero, sizeof(zero)) == 0)) {
 		init_file(h, c); /* we hold the flock: nobody else is initializing */
-	} else if (h->version != EMU_VERSION || h->file_bytes != want) {
-		fprintf(stderr, "fakecuda: %s: device file version %u, this driver speaks %u\n", c->path, h->version,
-			EMU_VERSION);
+	} else if (magic != EMU_MAGIC || h->version != EMU_VERSION || h->file_bytes != want) {
+		if (magic != EMU_MAGIC)
+			fprintf(stderr, "fakecuda: %s: not an emulated GPU device file, left alone\n", c->path);
+		else
+			fprintf(stderr, "fakecuda: %s: device file version %u, this driver speaks %u\n", c->path,
+				h->version, EMU_VERSION);
 		munmap(m, want);
-		err = -EPROTO;
+		err = magic != EMU_MAGIC ? -EINVAL : -EPROTO;
 		goto out;
 	}
 	E.h = h;
@@ -765,13 +775,16 @@ static int add_waiter_locked(uint64_t ticket)
 	return -1;
 }
 
-static uint64_t min_ticket_locked(void)
+static uint64_t min_ticket_locked(int *who)
 {
 	struct emu_waiter *W = waiters();
 	uint64_t m = UINT64_MAX;
+	*who = -1;
 	for (uint32_t i = 0; i < EMU_MAX_WAITERS; i++)
-		if (W[i].proc >= 0 && W[i].ticket < m)
+		if (W[i].proc >= 0 && W[i].ticket < m) {
 			m = W[i].ticket;
+			*who = W[i].proc;
+		}
 	return m;
 }
 
@@ -809,7 +822,14 @@ static int acquire_device(struct emu_proc *p)
 		}
 		if (h->dev_owner >= 0 && h->dev_owner != E.slot && spins > 0 && !slot_alive(h->dev_owner))
 			reap_locked();
-		if (h->dev_owner < 0 && min_ticket_locked() == t) {
+		int first;
+		uint64_t mt = min_ticket_locked(&first);
+		/* a waiter ahead of us that died would block the queue */
+		if (h->dev_owner < 0 && mt != t && first >= 0 && first != E.slot && spins > 0 && !slot_alive(first)) {
+			reap_locked();
+			mt = min_ticket_locked(&first);
+		}
+		if (h->dev_owner < 0 && mt == t) {
 			W[w].proc = -1;
 			h->nwaiters--;
 			h->dev_owner = E.slot;

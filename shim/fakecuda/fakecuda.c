@@ -107,6 +107,8 @@ static void parse_faults(const char *spec)
 			fprintf(stderr, "fakecuda: FAKECUDA_FAIL: bad entry suffix '%s'\n", end);
 			continue;
 		}
+		if (!fk_known_symbol(tok))
+			fprintf(stderr, "fakecuda: FAKECUDA_FAIL: %s is not an entry point of this driver\n", tok);
 		snprintf(f->name, sizeof(f->name), "%s", tok);
 		f->nth = n;
 		G.nfaults++;

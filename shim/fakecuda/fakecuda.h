@@ -4,7 +4,9 @@
  * Internal declarations of Sluice's fake CUDA driver
  * (build/fakecuda/libcuda.so.1). The driver is split by area:
  *   fakecuda.c  init, env, logging, fault injection, devices, contexts
- *   mem.c       allocations, capacity, copies, memsets, prefetch, pools, VMM
+ *   mem.c       allocation table, capacity, pools, prefetch, advice, attributes
+ *   copy.c      memcpy / memset families
+ *   vmm.c       virtual memory management and arrays
  *   stream.c    the op queue, streams, events, capture, graphs
  *   launch.c    modules, functions, kernel launches and kernel emulation
  *   procaddr.c  cuGetProcAddress(_v2) and cuGetExportTable
@@ -147,6 +149,9 @@ struct fstream {
 	uint64_t last_seq;            /* last op this stream depends on */
 	unsigned long pending;        /* queued, not executed */
 	unsigned polls;               /* NOT_READY answers since last progress */
+	struct fstream *cap_origin;   /* joined a capture begun on this stream */
+	struct fstream *joined[8];    /* origin: streams that joined its capture */
+	int njoined;
 	struct fstream *next;         /* G list of created streams */
 };
 
@@ -158,6 +163,8 @@ struct fevent {
 	uint64_t ts_ns;
 	int recorded;
 	unsigned polls; /* NOT_READY answers since last progress */
+	struct fstream *cap_origin; /* last recorded into this capture (fork) */
+	uint64_t cap_id;
 	struct fevent *next;
 };
 
@@ -276,6 +283,8 @@ void fk_graph_add_mem(struct fgraph *g, CUdeviceptr p) FK_HIDDEN;
 
 /* ---------------------------------------------------------- procaddr */
 
+/* Whether name is an exported driver entry point of the fake. */
+int fk_known_symbol(const char *name) FK_HIDDEN;
 void *fk_proc_lookup(const char *symbol, int cudaVersion, cuuint64_t flags, int *status) FK_HIDDEN;
 
 /* Duplicated small helpers. */

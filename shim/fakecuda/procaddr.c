@@ -66,6 +66,14 @@ void *fk_proc_lookup(const char *symbol, int cudaVersion, cuuint64_t flags, int 
 	return r->fn;
 }
 
+int fk_known_symbol(const char *name)
+{
+	for (size_t i = 0; i < NTAB; i++)
+		if (strcmp(table[i].sym, name) == 0)
+			return 1;
+	return 0;
+}
+
 static CUresult proc(const char *nm, const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
 		     CUdriverProcAddressQueryResult *st)
 {

@@ -33,6 +33,7 @@ static struct fstream *streams;  /* created streams */
 static struct fevent *events;
 static struct fstream legacy = {.magic = FK_MAGIC_STREAM, .kind = 1};
 static int global_captures;      /* active captures in GLOBAL mode */
+static int active_captures;      /* all active captures (fast path of fk_capture_prohibited) */
 static uint64_t capture_ids;
 static __thread CUstreamCaptureMode tls_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
 static __thread struct fstream *tls_stream;
@@ -47,6 +48,8 @@ struct cap_owner {
 static struct cap_owner cap_owners[FK_MAX_CAPTURES];
 
 static long my_tid(void) { return (long)syscall(SYS_gettid); }
+static void release_joined_locked(struct fstream *o);
+static void unjoin_locked(struct fstream *s);
 
 /* -------------------------------------------------------------- ops */
 
@@ -103,6 +106,10 @@ CUresult fk_submit(struct fstream *s, struct fop *op)
 	pthread_mutex_lock(&G.mu);
 	if (s->capture == CU_STREAM_CAPTURE_STATUS_ACTIVE) {
 		op->s = s;
+		if (op->type == OP_EVENT) { /* a fork point: waiting streams join */
+			op->u.ev.e->cap_origin = s->cap_origin ? s->cap_origin : s;
+			op->u.ev.e->cap_id = s->capture_id;
+		}
 		graph_append(s->graph, op);
 		pthread_mutex_unlock(&G.mu);
 		return CUDA_SUCCESS;
@@ -117,8 +124,10 @@ CUresult fk_submit(struct fstream *s, struct fop *op)
 	op->next = NULL;
 	s->last_seq = op->seq;
 	s->pending++;
-	if (op->type == OP_EVENT)
+	if (op->type == OP_EVENT) {
 		op->u.ev.e->rec_seq = op->seq;
+		op->u.ev.e->cap_origin = NULL;
+	}
 	if (qtail)
 		qtail->next = op;
 	else
@@ -342,15 +351,24 @@ static CUresult stream_destroy(const char *nm, CUstream h)
 			*pp = s->next;
 			break;
 		}
-	if (s->capture != CU_STREAM_CAPTURE_STATUS_NONE && s->cmode == CU_STREAM_CAPTURE_MODE_GLOBAL &&
-	    global_captures > 0)
+	if (!s->cap_origin && s->capture != CU_STREAM_CAPTURE_STATUS_NONE &&
+	    s->cmode == CU_STREAM_CAPTURE_MODE_GLOBAL && global_captures > 0)
 		global_captures--;
+	if (!s->cap_origin && s->capture != CU_STREAM_CAPTURE_STATUS_NONE && active_captures > 0)
+		__atomic_sub_fetch(&active_captures, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < FK_MAX_CAPTURES; i++)
 		if (cap_owners[i].s == s)
 			cap_owners[i].s = NULL;
+	struct fgraph *owned = NULL;
+	if (s->cap_origin) {
+		unjoin_locked(s); /* the graph belongs to the origin */
+	} else if (s->capture != CU_STREAM_CAPTURE_STATUS_NONE) {
+		release_joined_locked(s);
+		owned = s->graph;
+	}
 	pthread_mutex_unlock(&G.mu);
-	if (s->graph && s->capture != CU_STREAM_CAPTURE_STATUS_NONE)
-		cuGraphDestroy((CUgraph)s->graph);
+	if (owned)
+		cuGraphDestroy((CUgraph)owned);
 	s->magic = 0;
 	free(s);
 	return fk_log(nm, CUDA_SUCCESS, "stream=%p", (void *)h);
@@ -368,6 +386,44 @@ FK_EXPORT CUresult cuStreamDestroy(CUstream hStream)
 	return stream_destroy("cuStreamDestroy", hStream);
 }
 
+/* Invalidate the capture s takes part in (its origin and every joined
+ * stream). Caller holds G.mu. */
+static void invalidate_capture_locked(struct fstream *s)
+{
+	struct fstream *o = s->cap_origin ? s->cap_origin : s;
+	o->capture = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+	for (int i = 0; i < o->njoined; i++)
+		o->joined[i]->capture = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+}
+
+/* End the joins of a capture's origin. Caller holds G.mu. */
+static void release_joined_locked(struct fstream *o)
+{
+	for (int i = 0; i < o->njoined; i++) {
+		struct fstream *j = o->joined[i];
+		j->capture = CU_STREAM_CAPTURE_STATUS_NONE;
+		j->graph = NULL;
+		j->cap_origin = NULL;
+	}
+	o->njoined = 0;
+}
+
+/* Leave the capture a joined stream takes part in. Caller holds G.mu. */
+static void unjoin_locked(struct fstream *s)
+{
+	struct fstream *o = s->cap_origin;
+	if (!o)
+		return;
+	for (int i = 0; i < o->njoined; i++)
+		if (o->joined[i] == s) {
+			o->joined[i] = o->joined[--o->njoined];
+			break;
+		}
+	s->capture = CU_STREAM_CAPTURE_STATUS_NONE;
+	s->graph = NULL;
+	s->cap_origin = NULL;
+}
+
 /* Invalidate captures a prohibited call breaks. Caller holds G.mu. */
 static void invalidate_locked(long tid)
 {
@@ -376,13 +432,13 @@ static void invalidate_locked(long tid)
 		if (s && s->capture == CU_STREAM_CAPTURE_STATUS_ACTIVE &&
 		    (s->cmode == CU_STREAM_CAPTURE_MODE_GLOBAL ||
 		     (cap_owners[i].tid == tid && s->cmode != CU_STREAM_CAPTURE_MODE_RELAXED)))
-			s->capture = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+			invalidate_capture_locked(s);
 	}
 }
 
 int fk_capture_prohibited(void)
 {
-	if (tls_mode == CU_STREAM_CAPTURE_MODE_RELAXED)
+	if (tls_mode == CU_STREAM_CAPTURE_MODE_RELAXED || __atomic_load_n(&active_captures, __ATOMIC_ACQUIRE) == 0)
 		return 0;
 	long tid = my_tid();
 	int bad = 0;
@@ -407,7 +463,7 @@ static CUresult stream_sync(const char *nm, CUstream h, int ptsz)
 	GET_STREAM(nm, s, h, ptsz);
 	if (s->capture != CU_STREAM_CAPTURE_STATUS_NONE) {
 		pthread_mutex_lock(&G.mu);
-		s->capture = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+		invalidate_capture_locked(s);
 		pthread_mutex_unlock(&G.mu);
 		return fk_log(nm, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "stream=%p capturing", (void *)h);
 	}
@@ -435,6 +491,8 @@ static CUresult stream_query(const char *nm, CUstream h, int ptsz)
 	GET_STREAM(nm, s, h, ptsz);
 	if (s->capture != CU_STREAM_CAPTURE_STATUS_NONE)
 		return fk_log(nm, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "stream=%p capturing", (void *)h);
+	if (fk_capture_prohibited())
+		return fk_log(nm, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "stream=%p", (void *)h);
 	/* Deferred execution: pending work answers NOT_READY for
 	 * FAKECUDA_QUERY_POLLS - 1 polls, then the poll runs it (so polling
 	 * loops end, and callers see NOT_READY as on a busy GPU). */
@@ -484,6 +542,17 @@ static CUresult stream_wait(const char *nm, CUstream h, CUevent ev, unsigned fla
 	if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
 		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "flags=%#x", flags);
 	pthread_mutex_lock(&G.mu);
+	struct fstream *o = e->cap_origin;
+	if (s->capture == CU_STREAM_CAPTURE_STATUS_NONE && o && o != s && o->capture != CU_STREAM_CAPTURE_STATUS_NONE &&
+	    o->capture_id == e->cap_id && o->njoined < 8) {
+		/* waiting on an event recorded in a capture joins s to it */
+		s->capture = o->capture;
+		s->cmode = o->cmode;
+		s->capture_id = o->capture_id;
+		s->graph = o->graph;
+		s->cap_origin = o;
+		o->joined[o->njoined++] = s;
+	}
 	if (s->capture == CU_STREAM_CAPTURE_STATUS_NONE && e->rec_seq > s->last_seq)
 		s->last_seq = e->rec_seq; /* later syncs of s also wait for e */
 	uint64_t rs = e->rec_seq;
@@ -675,6 +744,7 @@ static CUresult begin_capture(const char *nm, CUstream h, CUstreamCaptureMode mo
 	s->capture_id = ++capture_ids;
 	if (mode == CU_STREAM_CAPTURE_MODE_GLOBAL)
 		global_captures++;
+	__atomic_add_fetch(&active_captures, 1, __ATOMIC_RELEASE);
 	uint64_t id = s->capture_id;
 	pthread_mutex_unlock(&G.mu);
 	return fk_log(nm, CUDA_SUCCESS, "stream=%p mode=%d id=%llu", (void *)h, (int)mode, (unsigned long long)id);
@@ -716,6 +786,11 @@ static CUresult end_capture(const char *nm, CUstream h, CUgraph *pg, int ptsz)
 		pthread_mutex_unlock(&G.mu);
 		return fk_log(nm, CUDA_ERROR_ILLEGAL_STATE, "stream=%p not capturing", (void *)h);
 	}
+	if (s->cap_origin) {
+		pthread_mutex_unlock(&G.mu);
+		return fk_log(nm, CUDA_ERROR_STREAM_CAPTURE_UNMATCHED, "stream=%p joined another stream's capture",
+			      (void *)h);
+	}
 	long tid = my_tid();
 	for (int i = 0; i < FK_MAX_CAPTURES; i++)
 		if (cap_owners[i].s == s) {
@@ -727,9 +802,12 @@ static CUresult end_capture(const char *nm, CUstream h, CUgraph *pg, int ptsz)
 		}
 	if (s->cmode == CU_STREAM_CAPTURE_MODE_GLOBAL && global_captures > 0)
 		global_captures--;
+	if (active_captures > 0)
+		__atomic_sub_fetch(&active_captures, 1, __ATOMIC_RELEASE);
 	struct fgraph *g = s->graph;
 	s->graph = NULL;
 	s->capture = CU_STREAM_CAPTURE_STATUS_NONE;
+	release_joined_locked(s);
 	pthread_mutex_unlock(&G.mu);
 	if (st == CU_STREAM_CAPTURE_STATUS_INVALIDATED) {
 		*pg = NULL;
@@ -949,6 +1027,8 @@ FK_EXPORT CUresult cuEventQuery(CUevent hEvent)
 	struct fevent *e = event_get(hEvent);
 	if (!e)
 		return fk_log("cuEventQuery", CUDA_ERROR_INVALID_HANDLE, "event=%p", (void *)hEvent);
+	if (fk_capture_prohibited())
+		return fk_log("cuEventQuery", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "event=%p", (void *)hEvent);
 	/* as for cuStreamQuery: NOT_READY for a few polls, then progress */
 	pthread_mutex_lock(&G.mu);
 	int busy = e->done_seq < e->rec_seq && ++e->polls < G.query_polls;
@@ -968,6 +1048,8 @@ FK_EXPORT CUresult cuEventSynchronize(CUevent hEvent)
 	struct fevent *e = event_get(hEvent);
 	if (!e)
 		return fk_log("cuEventSynchronize", CUDA_ERROR_INVALID_HANDLE, "event=%p", (void *)hEvent);
+	if (fk_capture_prohibited())
+		return fk_log("cuEventSynchronize", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "event=%p", (void *)hEvent);
 	fk_drain_until(e->rec_seq);
 	return fk_log("cuEventSynchronize", G.async_err, "event=%p", (void *)hEvent);
 }

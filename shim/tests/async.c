@@ -47,6 +47,30 @@ int main(void)
 	CHECK_CU(cuMemGetInfo_v2(&free2, NULL));
 	CHECK(free2 == free0, "free not restored: %zu vs %zu", free2, free0);
 
+	/* A free captured into a graph: with the synchronous stand-in nothing
+	 * may be freed (the graph runs later, its work may still use the
+	 * memory); with a pool the driver records the free in the graph. */
+	CUdeviceptr c = 0;
+	CHECK_CU(cuMemAllocAsync(&c, 4096, s));
+	CHECK_CU(cuStreamSynchronize(s));
+	unsigned long cfrees0 = t_calls("cuMemFree_v2");
+	CUgraph g = NULL;
+	CHECK_CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_RELAXED));
+	CHECK_CU(cuMemsetD8Async(c, 2, 4096, s));
+	CHECK_CU(cuMemFreeAsync(c, s));
+	CHECK_CU(cuStreamEndCapture(s, &g));
+	size_t tmpc;
+	CHECK_CU(cuMemGetInfo_v2(&tmpc, NULL));
+	CHECK_CU(cuStreamSynchronize(s));
+	CHECK_CU(cuMemGetInfo_v2(&tmpc, NULL));
+	if (fallback) {
+		CHECK(t_calls("cuMemFree_v2") == cfrees0, "stand-in freed while its graph has not run");
+		CHECK(tmpc + 4096 == free0, "kept stand-in not accounted: %zu vs %zu", tmpc, free0);
+	}
+	if (g != NULL && cuGraphDestroy(g) != CUDA_SUCCESS)
+		CHECK(0, "cuGraphDestroy");
+	free0 = tmpc;
+
 	/* Per-thread variant with the NULL stream. */
 	CHECK_CU(cuMemAllocAsync_ptsz(&p, 4096, NULL));
 	CHECK(t_is_managed(p), "ptsz async allocation not managed");
@@ -71,6 +95,29 @@ int main(void)
 		CHECK_CU(cuMemPoolDestroy(pool));
 	} else {
 		printf("async: cuMemPoolCreate unsupported here (%d), IPC pool case skipped\n", (int)rp);
+	}
+	/* A pool of pinned host memory: not GPU memory, passed through and not
+	 * accounted. */
+	memset(&props, 0, sizeof(props));
+	props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	props.location.type = CU_MEM_LOCATION_TYPE_HOST;
+	CUmemoryPool hpool = NULL;
+	if (cuMemPoolCreate(&hpool, &props) == CUDA_SUCCESS) {
+		size_t fh0, fh1;
+		CHECK_CU(cuMemGetInfo_v2(&fh0, NULL));
+		unsigned long pa0 = t_calls("cuMemAllocFromPoolAsync"), m0 = t_calls("cuMemAllocManaged");
+		CUdeviceptr hq = 0;
+		CHECK_CU(cuMemAllocFromPoolAsync(&hq, 8192, hpool, s));
+		CHECK_CU(cuMemGetInfo_v2(&fh1, NULL));
+		CHECK(fh1 == fh0, "host pool allocation counted as GPU memory: %zu -> %zu", fh0, fh1);
+		if (fake)
+			CHECK(t_calls("cuMemAllocFromPoolAsync") == pa0 + 1 && t_calls("cuMemAllocManaged") == m0,
+			      "host pool allocation not passed to the app's pool");
+		CHECK_CU(cuMemFreeAsync(hq, s));
+		CHECK_CU(cuStreamSynchronize(s));
+		CHECK_CU(cuMemPoolDestroy(hpool));
+	} else {
+		printf("async: host-located pools unsupported here, host pool case skipped\n");
 	}
 	printf("async: driver %d, %s path\n", ver, fallback ? "synchronous-managed fallback" : "pool");
 	return t_done("async");

@@ -33,6 +33,11 @@ int main(void)
 	CHECK(t_is(GET("cuGetProcAddress", 12000, 0), "libsluice", "cuGetProcAddress_v2"), "resolver v2");
 	CHECK(t_is(GET("cuGetProcAddress", 11030, 0), "libsluice", "cuGetProcAddress"), "resolver v1");
 	CHECK(!t_in_shim(GET("cuCtxSynchronize", 12000, 0)), "unwrapped name wrapped");
+	/* A driver newer than the shim's table: the unknown variant is passed
+	 * through, never wrapped in an older variant's wrapper. */
+	CHECK(t_is(GET("cuMemGetInfo", 12000, 0), "libsluice", "cuMemGetInfo_v2"), "cuMemGetInfo_v2");
+	CHECK(!t_in_shim(GET("cuMemGetInfo", 99000, 0)), "unknown newer variant wrapped");
+	CHECK(GET("cuMemGetInfo", 99000, 0) != NULL, "unknown newer variant lost");
 	CHECK(GET("cuCtxSynchronize", 12000, 0) != dlsym(h, "cuCtxSynchronize"),
 	      "null driver returned its export, not an internal pointer");
 

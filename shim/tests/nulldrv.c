@@ -92,6 +92,11 @@ static CUresult i_alloc_v1(CUdeviceptr_v1 *dp, unsigned int n)
 	if (dp) *dp = 0x1000;
 	return CUDA_SUCCESS;
 }
+static CUresult i_info_v2(size_t *f, size_t *t) { if (f) *f = 1; if (t) *t = 2; return CUDA_SUCCESS; }
+/* A pretend future ABI of cuMemGetInfo (from "CUDA 99.0"): the shim's table
+ * does not know it, so it must not wrap it in the _v2 wrapper. */
+static CUresult i_info_future(size_t *f, size_t *t, int extra)
+{ (void)extra; if (f) *f = 3; if (t) *t = 4; return CUDA_SUCCESS; }
 static CUresult i_sync(void) { __atomic_fetch_add(&n_sync, 1, __ATOMIC_RELAXED); return CUDA_SUCCESS; }
 static CUresult i_gpa_v1(const char *s, void **p, int v, cuuint64_t f);
 static CUresult i_gpa_v2(const char *s, void **p, int v, cuuint64_t f,
@@ -106,6 +111,7 @@ static void *lookup(const char *s, int v, cuuint64_t f)
 	if (!strcmp(s, "cuLaunchKernel")) return pt ? (void *)i_launch_ptsz : (void *)i_launch;
 	if (!strcmp(s, "cuMemAlloc")) return v >= 3020 ? (void *)i_alloc_v2 : (void *)i_alloc_v1;
 	if (!strcmp(s, "cuCtxSynchronize")) return (void *)i_sync;
+	if (!strcmp(s, "cuMemGetInfo")) return v >= 99000 ? (void *)i_info_future : v >= 3020 ? (void *)i_info_v2 : NULL;
 	return NULL;
 }
 

@@ -12,6 +12,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 T=$B/shim-tests
 SHIM=$B/libsluice.so
 DRV=${SLUICE_DRIVER_DIR:-$B/fakecuda}
+REALDRV=0
+[ -n "${SLUICE_DRIVER_DIR:-}" ] && REALDRV=1
 fail=0
 
 # Real-driver resolution (internal pointers): against the null driver.
@@ -44,33 +46,53 @@ run() { # name, command...
 	fi
 }
 
-for p in direct runtime dlsym_new dlsym_old capture async; do
+for p in direct kinds runtime dlsym_new dlsym_old capture async; do
 	run "$p" env LD_PRELOAD="$SHIM" "$T/$p"
 done
-# No conversion: by request, and where the device lacks concurrent managed access.
+# No conversion: by request, and (fake only) where the device lacks
+# concurrent managed access.
 run nouvm-env env LD_PRELOAD="$SHIM" SLUICE_UVM=0 "$T/nouvm"
-run nouvm-device env LD_PRELOAD="$SHIM" FAKECUDA_CONCURRENT_MANAGED=0 "$T/nouvm"
-# A CUDA 12.x driver: no managed pools, so the synchronous fallback with
-# deferred frees (the fake reads FAKECUDA_DRIVER_VERSION).
-run async-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/async"
+if [ $REALDRV = 0 ]; then
+	run nouvm-device env LD_PRELOAD="$SHIM" FAKECUDA_CONCURRENT_MANAGED=0 "$T/nouvm"
+	# A CUDA 12.x driver: no managed pools, so the synchronous fallback with
+	# deferred frees (the fake reads FAKECUDA_DRIVER_VERSION).
+	run async-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/async"
+fi
 # dlsym_old really references the pre-2.34 binding.
 if ! objdump -T "$T/dlsym_old" | grep -q 'GLIBC_2.2.5.* dlsym$'; then
 	echo "FAIL dlsym_old: binary does not reference dlsym@GLIBC_2.2.5"; fail=1
 fi
 run ctypes env LD_PRELOAD="$SHIM" python3 "$HERE/ctypes_test.py"
 run robust env LD_PRELOAD="$SHIM" "$T/robust"
-if command -v valgrind >/dev/null; then
-	run robust-memcheck env LD_PRELOAD="$SHIM" valgrind -q --error-exitcode=3 \
-		--suppressions="$HERE/valgrind.supp" "$T/robust"
-	run robust-helgrind env LD_PRELOAD="$SHIM" valgrind -q --tool=helgrind --error-exitcode=3 \
-		--suppressions="$HERE/valgrind.supp" "$T/robust"
+if [ $REALDRV = 1 ]; then
+	# valgrind and the Go daemon tests exercise the shim's own code with the
+	# fake driver; `make test-shim` runs them.
+	echo "real driver at $DRV: valgrind and Go daemon tests skipped"
 else
-	echo "valgrind missing: memcheck/helgrind runs skipped"
-	[ "${SLUICE_CI:-}" = 1 ] && fail=1
+	if command -v valgrind >/dev/null; then
+		run robust-memcheck env LD_PRELOAD="$SHIM" valgrind -q --error-exitcode=3 \
+			--suppressions="$HERE/valgrind.supp" "$T/robust"
+		run robust-helgrind env LD_PRELOAD="$SHIM" valgrind -q --tool=helgrind --error-exitcode=3 \
+			--suppressions="$HERE/valgrind.supp" "$T/robust"
+	else
+		echo "valgrind missing: memcheck/helgrind runs skipped"
+		[ "${SLUICE_CI:-}" = 1 ] && fail=1
+	fi
+	# Commands (test 6) and fork (test 8) need the Go test daemon.
+	(cd "$ROOT" && SLUICE_BUILD=$B ${GO:-go} test -race -count=1 -run 'TestShim' ./cgo/...) >"$TMP/go.out" 2>&1 \
+		|| { echo "FAIL go shim tests:"; sed 's/^/    /' "$TMP/go.out"; fail=1; }
+	grep -E '^(ok|---|FAIL)' "$TMP/go.out" || true
+	# The control thread (commands, prefetch gate, loss of the daemon and
+	# registering again) under memcheck and helgrind.
+	if command -v valgrind >/dev/null; then
+		for tool in memcheck helgrind; do
+			(cd "$ROOT" && SLUICE_SHIM_VALGRIND=$tool SLUICE_BUILD=$B ${GO:-go} test -count=1 \
+				-run 'TestShimCommands|TestShimSubmissionWaitsForPrefetch|TestShimReregistersAfterDaemonRestart' \
+				./cgo/shimctl) >"$TMP/go-$tool.out" 2>&1 \
+				|| { echo "FAIL control channel under $tool:"; sed 's/^/    /' "$TMP/go-$tool.out"; fail=1; }
+			grep -E '^ok' "$TMP/go-$tool.out" | sed "s/\$/ ($tool)/" || true
+		done
+	fi
 fi
-# Commands (test 6) and fork (test 8) need the Go test daemon.
-(cd "$ROOT" && SLUICE_BUILD=$B ${GO:-go} test -race -count=1 -run 'TestShim' ./cgo/...) >"$TMP/go.out" 2>&1 \
-	|| { echo "FAIL go shim tests:"; sed 's/^/    /' "$TMP/go.out"; fail=1; }
-grep -E '^(ok|---|FAIL)' "$TMP/go.out" || true
 [ $fail -eq 0 ] && echo "shim tests: all passed"
 exit $fail

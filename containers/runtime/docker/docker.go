@@ -84,7 +84,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.TmpfsSize == "" {
 		cfg.TmpfsSize = "64m"
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+	// Only dockerd (root) needs to reach instance directories from the host
+	// side; functions see theirs through the bind mount.
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	r := &Runtime{cfg: cfg, cli: cfg.Client, ctrs: map[runtime.ID]*ctr{}}
@@ -295,6 +297,9 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ID) (<-chan runtime.Exit
 	wait := r.cli.ContainerWait(wctx, string(id), client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
 	if _, err := r.cli.ContainerStart(ctx, string(id), client.ContainerStartOptions{}); err != nil {
 		cancel()
+		r.mu.Lock()
+		c.cancel, c.done = nil, nil
+		r.mu.Unlock()
 		return nil, fmt.Errorf("start %s: %w", shortID(id), err)
 	}
 	ch := make(chan runtime.Exit, 1)
@@ -368,6 +373,17 @@ func (r *Runtime) Dir(id runtime.ID) (string, error) {
 	return c.dir, nil
 }
 
+// Stop stops the container: SIGTERM, then SIGKILL after grace (rounded up to
+// whole seconds, the engine's unit).
+func (r *Runtime) Stop(ctx context.Context, id runtime.ID, grace time.Duration) error {
+	secs := int((grace + time.Second - 1) / time.Second)
+	_, err := r.cli.ContainerStop(ctx, string(id), client.ContainerStopOptions{Timeout: &secs})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
 // Remove force-removes the container (SIGKILL) and its host directory. For a
 // container this backend did not create in this process, the directory
 // comes from its label, and only containers with this daemon instance's
@@ -376,6 +392,11 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
 	r.mu.Lock()
 	c, ok := r.ctrs[id]
 	delete(r.ctrs, id)
+	var cancel context.CancelFunc
+	var done chan struct{}
+	if ok {
+		cancel, done = c.cancel, c.done
+	}
 	r.mu.Unlock()
 	dir := ""
 	if ok {
@@ -398,17 +419,17 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", shortID(id), err)
 	}
-	if ok && c.cancel != nil {
+	if cancel != nil {
 		// Let the wait goroutine report the kill; cancel it if the engine
 		// does not answer in time.
 		t := time.NewTimer(10 * time.Second)
 		select {
-		case <-c.done:
+		case <-done:
 		case <-t.C:
 		case <-ctx.Done():
 		}
 		t.Stop()
-		c.cancel()
+		cancel()
 	}
 	if dir != "" && filepath.Dir(dir) == filepath.Clean(r.cfg.StateDir) {
 		if err := os.RemoveAll(dir); err != nil {

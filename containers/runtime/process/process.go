@@ -327,6 +327,44 @@ func (r *Runtime) Dir(id runtime.ID) (string, error) {
 	return p.dir, nil
 }
 
+// Stop sends SIGTERM to the instance's process group and SIGKILL after grace.
+func (r *Runtime) Stop(ctx context.Context, id runtime.ID, grace time.Duration) error {
+	r.mu.Lock()
+	p, ok := r.procs[id]
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	pid := cmd.Process.Pid
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	_ = unix.Kill(-pid, unix.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	_ = unix.Kill(-pid, unix.SIGKILL)
+	select {
+	case <-p.exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", id, ctx.Err())
+	}
+}
+
 // Remove kills the instance's process group and deletes its directory. It
 // also removes instances a previous daemon left (found by List).
 func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {

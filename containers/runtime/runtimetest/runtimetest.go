@@ -112,6 +112,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, f, label+"l") })
 	t.Run("Environment", func(t *testing.T) { testEnvironment(t, f, label+"e") })
 	t.Run("Crash", func(t *testing.T) { testCrash(t, f, label+"c") })
+	t.Run("Stop", func(t *testing.T) { testStop(t, f, label+"t") })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, f, label+"p") })
 	t.Run("RestartRecovery", func(t *testing.T) { testRecovery(t, f, label+"r") })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, f, label+"n") })
@@ -224,6 +225,49 @@ func testCrash(t *testing.T, f Fixture, label string) {
 	}
 	if got := Call(t, other, map[string]any{"still": "here"}); got["still"] != "here" {
 		t.Errorf("bystander after crash: got %v", got)
+	}
+}
+
+func testStop(t *testing.T, f Fixture, label string) {
+	rt := f.New(t, label)
+	polite := StartInstance(t, rt, f.Spec("polite"))
+	stubborn := StartInstance(t, rt, f.Spec("stubborn"))
+	Call(t, stubborn, map[string]any{"op": "ignore-term"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name  string
+		in    *Instance
+		grace time.Duration
+		code  int
+	}{
+		{"exits on SIGTERM", polite, 10 * time.Second, 0},
+		{"killed after grace", stubborn, 300 * time.Millisecond, 137},
+	} {
+		start := time.Now()
+		if err := rt.Stop(ctx, tc.in.ID, tc.grace); err != nil {
+			t.Fatalf("%s: stop: %v", tc.name, err)
+		}
+		select {
+		case ex := <-tc.in.Exit:
+			if ex.Code != tc.code {
+				t.Errorf("%s: %v, want status %d", tc.name, ex, tc.code)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no exit after stop", tc.name)
+		}
+		if d := time.Since(start); d > tc.grace+5*time.Second {
+			t.Errorf("%s: stop took %v", tc.name, d)
+		}
+		if info, ok := listed(t, rt, tc.in.ID); !ok || info.Running {
+			t.Errorf("%s: after stop: listed %v running %v, want listed and not running", tc.name, ok, info.Running)
+		}
+		if err := rt.Stop(ctx, tc.in.ID, time.Second); err != nil {
+			t.Errorf("%s: second stop: %v", tc.name, err)
+		}
+	}
+	if err := rt.Stop(ctx, "nonexistent", time.Second); err != nil {
+		t.Errorf("stop unknown: %v, want nil", err)
 	}
 }
 

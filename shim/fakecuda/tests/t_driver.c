@@ -243,6 +243,10 @@ static void t_capture(void)
 	CUdeviceptr x;
 	CHECK_RC(cuMemAlloc_v2(&x, 4096), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHECK_RC(cuCtxSynchronize(), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CUevent ev;
+	CHECK_CU(cuEventCreate(&ev, 0));
+	CHECK_RC(cuEventQuery(ev), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHECK_CU(cuEventDestroy_v2(ev));
 	CUgraph g = NULL;
 	CHECK_RC(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
 	CHECK(g == NULL, "graph from an invalidated capture");
@@ -275,6 +279,34 @@ static void t_capture(void)
 	CHECK(((unsigned char *)(uintptr_t)gm)[7] == 1, "graph memory not usable across launches");
 	CHECK_CU(cuGraphExecDestroy(ge));
 	CHECK_CU(cuGraphDestroy(g));
+	/* fork/join: a stream waiting on an event recorded in a capture joins it */
+	CUstream side;
+	CUevent fork_ev, join_ev;
+	CHECK_CU(cuStreamCreate(&side, CU_STREAM_NON_BLOCKING));
+	CHECK_CU(cuEventCreate(&fork_ev, CU_EVENT_DISABLE_TIMING));
+	CHECK_CU(cuEventCreate(&join_ev, CU_EVENT_DISABLE_TIMING));
+	CHECK_CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+	CHECK_CU(cuEventRecord(fork_ev, s));
+	CHECK_CU(cuStreamWaitEvent(side, fork_ev, 0));
+	CHECK_CU(cuStreamIsCapturing(side, &st));
+	CHECK(st == CU_STREAM_CAPTURE_STATUS_ACTIVE, "side stream did not join the capture: %d", (int)st);
+	CHECK_CU(touch(side, d, 1024));
+	CHECK(fakecuda_stream_pending(side) == 0, "joined stream's work was queued, not captured");
+	CHECK_CU(cuEventRecord(join_ev, side));
+	CHECK_CU(cuStreamWaitEvent(s, join_ev, 0));
+	CHECK_RC(cuStreamEndCapture(side, &g), CUDA_ERROR_STREAM_CAPTURE_UNMATCHED);
+	CHECK_CU(cuStreamEndCapture(s, &g));
+	CHECK_CU(cuStreamIsCapturing(side, &st));
+	CHECK(st == CU_STREAM_CAPTURE_STATUS_NONE, "side stream still capturing after the end");
+	CHECK_CU(cuGraphInstantiateWithFlags(&ge, g, 0));
+	CHECK_CU(cuGraphLaunch(ge, s));
+	CHECK_CU(cuStreamSynchronize(s));
+	CHECK(((float *)(uintptr_t)d)[5] == 3.0f, "fork/join graph replay: %f", (double)((float *)(uintptr_t)d)[5]);
+	CHECK_CU(cuGraphExecDestroy(ge));
+	CHECK_CU(cuGraphDestroy(g));
+	CHECK_CU(cuEventDestroy_v2(fork_ev));
+	CHECK_CU(cuEventDestroy_v2(join_ev));
+	CHECK_CU(cuStreamDestroy_v2(side));
 	/* relaxed thread mode allows unsafe calls during a global capture */
 	CHECK_CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
 	CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;

@@ -318,6 +318,43 @@ static void c_deadholder(void)
 	CHECK(hdr()->reaped_procs >= 1, "dead holder not reaped");
 }
 
+/* a process that dies while waiting for the device must not block the
+ * processes queued behind it (quantum 2 s: the holder keeps the device for
+ * its whole kernel, so b dies while queued) */
+static void c_deadwaiter(void)
+{
+	setup();
+	pid_t a = fork();
+	if (a == 0) {
+		spin(600000000ull); /* holds the device */
+		CHECK_CU(cuCtxSynchronize());
+		exit(ft_failures ? 1 : 0);
+	}
+	usleep(100000);
+	pid_t b = fork();
+	if (b == 0) {
+		spin(1000000000ull); /* queued behind a, then killed */
+		CHECK_CU(cuCtxSynchronize());
+		_exit(0);
+	}
+	usleep(100000);
+	pid_t c = fork();
+	if (c == 0) {
+		alarm(10); /* a stuck queue fails the test instead of hanging it */
+		double t0 = ft_now();
+		spin(10000000ull);
+		CHECK_CU(cuCtxSynchronize());
+		double el = ft_now() - t0;
+		CHECK(el >= 0.3, "ran before the holder finished: %.3f s", el);
+		exit(ft_failures ? 1 : 0);
+	}
+	usleep(100000);
+	kill(b, SIGKILL);
+	reap(b);
+	CHECK(reap(a) == 0, "holder failed");
+	CHECK(reap(c) == 0, "waiter behind a dead waiter failed or hung");
+}
+
 /* ------------------------------------------------------------- bench */
 
 static void bench(void)
@@ -360,6 +397,7 @@ int main(int argc, char **argv)
 	static const char *const faults_env[] = {"FAKECUDA_FAULT_GBPS", "1", "FAKECUDA_H2D_GBPS", "2", NULL};
 	static const char *const share_env[] = {"FAKECUDA_SCHED", "share", NULL};
 	static const char *const ts_env[] = {"FAKECUDA_QUANTUM_US", "2000", NULL};
+	static const char *const longq_env[] = {"FAKECUDA_QUANTUM_US", "2000000", NULL};
 	static const char *const bench_env[] = {"FAKECUDA_CAPACITY", "1G", NULL};
 	struct {
 		const char *name;
@@ -373,6 +411,7 @@ int main(int argc, char **argv)
 		{"dead", c_dead, NULL},
 		{"lockdeath", c_lockdeath, NULL},
 		{"deadholder", c_deadholder, NULL},
+		{"deadwaiter", c_deadwaiter, longq_env},
 	};
 	if (argc > 1 && !strcmp(argv[1], "bench"))
 		return run_case("bench", bench, bench_env);

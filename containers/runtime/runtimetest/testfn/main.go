@@ -67,6 +67,9 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			names = append(names, i.Name)
 		}
 		return map[string]any{"interfaces": names}, nil
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		return map[string]bool{"ignoring": true}, nil
 	case "alloc":
 		// Touch MS mebibytes, to trip a memory limit.
 		buf := make([][]byte, 0, r.MS)

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Reproduces every table of docs/EVALUATION.md with ./build/sluice sim.
+
+Usage: make build && python3 daemon/sim/eval/evaluate.py [OUTDIR]
+Prints Markdown tables. Each `sluice sim` run writes OUTDIR/<name>/summary.json.
+"""
+import json
+import os
+import subprocess
+import sys
+
+SLUICE = os.environ.get("SLUICE", "./build/sluice")
+OUT = sys.argv[1] if len(sys.argv) > 1 else "build/eval"
+AZURE = os.environ.get("SLUICE_AZURE_SAMPLE", "/work/shared/traces/azure2019-sample-100fn")
+ILUVATAR = os.environ.get("SLUICE_ILUVATAR_TRACE", "/work/shared/traces/iluvatar-paper-repro")
+SEEDS = range(1, 11)
+
+
+def sim(name, *args):
+    out = os.path.join(OUT, name)
+    subprocess.run([SLUICE, "sim", "--out", out, "--no-plots", "-q", *args], check=True)
+    with open(os.path.join(out, "summary.json")) as f:
+        s = json.load(f)
+    return {r["policy"]: r for r in s["results"]}, s["workload"]
+
+
+def table(head, rows):
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+    print()
+
+
+def f2(x):
+    return f"{x:.2f}"
+
+
+ALL = "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice"
+
+print("## Default workload, D = 2 (seed 1)\n")
+res, wl = sim("default")
+print(f"Workload: {wl['functions']} functions, {wl['invocations']} invocations in {wl['duration_s']:.0f} s "
+      f"({wl['rate_per_s']:.2f} req/s), offered GPU utilization {100*wl['offered_util']:.1f}%.\n")
+table(["policy", "mean s", "p50 s", "p99 s", "queue s", "cold %", "GPU util %", "fn variance s²", "Jain"],
+      [[p, f2(r["mean_latency_s"]), f2(r["p50_latency_s"]), f2(r["p99_latency_s"]), f2(r["mean_queue_s"]),
+        f2(r["cold_start_pct"]), f"{100*r['gpu_utilization']:.1f}", f"{r['interfunction_variance']:.1f}",
+        f"{r['jain_fairness']:.3f}"] for p, r in res.items()])
+ms = res["mqfq-sticky"]
+print(f"Ratios: fcfs/mqfq-sticky mean = {res['fcfs']['mean_latency_s']/ms['mean_latency_s']:.2f}x, "
+      f"batch/mqfq-sticky = {res['batch']['mean_latency_s']/ms['mean_latency_s']:.2f}x, "
+      f"variance mqfq-sticky/fcfs = {ms['interfunction_variance']/res['fcfs']['interfunction_variance']:.2f}, "
+      f"sluice vs mqfq-sticky mean = {100*(res['sluice']['mean_latency_s']/ms['mean_latency_s']-1):+.1f}%, "
+      f"variance = {100*(res['sluice']['interfunction_variance']/ms['interfunction_variance']-1):+.1f}%\n")
+
+
+def seeds(name, policies, *args, seeds=SEEDS):
+    acc = {}
+    for sd in seeds:
+        res, _ = sim(f"{name}-s{sd}", "--policy", policies, "--seed", str(sd), *args)
+        for p, r in res.items():
+            acc.setdefault(p, []).append(r)
+    return acc
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def seedrows(acc):
+    rows = []
+    for p, rs in acc.items():
+        rows.append([p, f2(mean([r["mean_latency_s"] for r in rs])), f2(median([r["mean_latency_s"] for r in rs])),
+                     f2(mean([r["p99_latency_s"] for r in rs])),
+                     f"{mean([r['interfunction_variance'] for r in rs]):.1f}", f"{mean([r['jain_fairness'] for r in rs]):.3f}",
+                     " ".join(f"{r['mean_latency_s']:.1f}" for r in rs)])
+    return rows
+
+
+SEEDHEAD = ["policy", "mean s (avg)", "mean s (median)", "p99 s", "fn variance s²", "Jain", "mean s per seed"]
+
+print("## Default workload, seeds 1-10 (D = 2)\n")
+table(SEEDHEAD, seedrows(seeds("seeds", ALL)))
+
+print("## D = 1/2/3 (default workload, seed 1; mean latency s, fn variance s²)\n")
+rows = []
+for d in (1, 2, 3):
+    res, _ = sim(f"d{d}", "--d", str(d))
+    rows.append([d] + [f"{f2(res[p]['mean_latency_s'])} / {res[p]['interfunction_variance']:.0f}" for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
+table(["D", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+rows = []
+for d in (1, 2, 3):
+    acc = seeds(f"d{d}", "fcfs,batch,mqfq-sticky,sluice", "--d", str(d))
+    rows.append([d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
+print("Same, mean latency averaged over seeds 1-10:\n")
+table(["D", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+
+print("## T sweep (mean latency s; seeds 1-10 averaged; sluice scales T from the value given)\n")
+rows = []
+for t in ("0s", "1s", "3s", "5s", "7s", "10s", "30s"):
+    acc = seeds(f"t{t}", "mqfq-sticky,sluice", "--t", t)
+    rows.append([t] + [f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} / {mean([r['interfunction_variance'] for r in acc[p]]):.0f}" for p in ("mqfq-sticky", "sluice")])
+table(["T", "mqfq-sticky mean / var", "sluice mean / var"], rows)
+
+print("## TTL sweep (mean latency s; seeds 1-10 averaged)\n")
+rows = []
+for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", "2 s"), ("10", "10 s"), ("-0.5", "0.5 x IAT"), ("-1.5", "1.5 x IAT"), ("-3", "3 x IAT"), ("-6", "6 x IAT")):
+    acc = seeds(f"ttl{ttl}", "mqfq-sticky,sluice", f"--ttl={ttl}")
+    rows.append([label] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("mqfq-sticky", "sluice")])
+table(["TTL", "mqfq-sticky", "sluice"], rows)
+
+print("## Ablation (seeds 1-10, D = 2)\n")
+ab = "mqfq-sticky,sluice,sluice:-token,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-prefetch,sluice:+retag,sluice:+memory,sluice:+token,sluice:+prefetch,sluice:-scalet-costttl,sluice:-token-waitbusy"
+acc = seeds("ablation", ab)
+table(SEEDHEAD, seedrows(acc))
+
+print("## Load sweep (default workload functions, seeds 1-10)\n")
+rows = []
+for u in ("0.3", "0.5", "0.7", "0.9"):
+    acc = seeds(f"load{u}", "fcfs,batch,mqfq-sticky,sluice", "--target-util", u)
+    rows.append([u] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
+table(["offered util", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+
+print("## Other traces\n")
+if os.path.isdir(AZURE):
+    print("Azure 2019 100-function sample, 24 functions sampled per seed, 10 min, 70%:\n")
+    table(SEEDHEAD, seedrows(seeds("azure", "fcfs,batch,mqfq-sticky,sluice", "--trace", AZURE)))
+if os.path.isdir(ILUVATAR):
+    for label, args in (("replayed as recorded (300 s, 39.6 req/s)", []), ("stretched to 70% offered utilization", ["--target-util", "0.7"])):
+        res, wl = sim("iluvatar" + str(len(args)), "--trace", ILUVATAR, *args)
+        print(f"Ilúvatar paper-repro trace, {label}: {wl['invocations']} invocations, offered util {100*wl['offered_util']:.0f}%\n")
+        table(["policy", "mean s", "p99 s", "fn variance s²", "Jain"],
+              [[p, f2(r["mean_latency_s"]), f2(r["p99_latency_s"]), f"{r['interfunction_variance']:.1f}", f"{r['jain_fairness']:.3f}"] for p, r in res.items()])
+
+print("## Multi-GPU (default workload x2 rate, seeds 1-10, D = 2)\n")
+rows = []
+for g in (1, 2):
+    acc = seeds(f"gpus{g}", "fcfs,batch,mqfq-sticky,sluice", "--gpus", str(g), "--target-util", "1.4")
+    rows.append([g] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
+table(["GPUs", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
