@@ -7,8 +7,11 @@
  * SOCK_SEQPACKET socket, sends REGISTER with the usage page's memfd, then
  * blocks in recvmsg (no CPU while idle) and executes COMMANDs one at a time.
  * Anything malformed is dropped; a closed or broken socket means the daemon
- * is gone and the shim carries on standalone. After fork() the child closes
- * the inherited socket and registers again, lazily, on its own.
+ * is gone: the shim carries on standalone, and the control thread waits
+ * (timer, optionally inotify; no CPU to speak of) for a daemon to listen on
+ * the path again, then registers again with everything it tracks. After
+ * fork() the child closes the inherited socket and registers, lazily, on its
+ * own.
  *
  * Prefetches run on a private non-blocking stream per context. While one is
  * in flight the gate word has GATE_PREFETCH set, and every submission first
@@ -75,13 +78,14 @@ void ctl_prefetch_wait(CUstream s)
 	cuStreamWaitEvent_fn wait = REAL(cuStreamWaitEvent);
 	if (wait == NULL)
 		return;
-	if (atomic_load(&shim_captures) > 0) {
-		CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
-		if (REAL(cuStreamIsCapturing) == NULL ||
-		    REAL(cuStreamIsCapturing)(s, &st) != CUDA_SUCCESS ||
-		    st != CU_STREAM_CAPTURE_STATUS_NONE)
-			return; /* recorded work: the later graph launch is gated */
-	}
+	/* Recorded work is not ordered (the later graph launch is gated).
+	 * Asked of the driver every time: this is the slow path, taken only
+	 * while a daemon prefetch is in flight. */
+	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+	if (REAL(cuStreamIsCapturing) == NULL ? atomic_load(&shim_captures) > 0
+					       : (REAL(cuStreamIsCapturing)(s, &st) != CUDA_SUCCESS ||
+						  st != CU_STREAM_CAPTURE_STATUS_NONE))
+		return;
 	int n = atomic_load_explicit(&nslots, memory_order_acquire);
 	for (int i = 0; i < n; i++) {
 		int armed = atomic_load_explicit(&slots[i].armed, memory_order_acquire);
@@ -449,18 +453,27 @@ static void serve(int fd)
 /* ------------------------------------------------- waiting for a daemon */
 
 /*
- * While no daemon is reachable the control thread sleeps until the socket
- * may have come back: an inotify watch on the socket's directory wakes it
- * when a file of the socket's name is created, moved in or changed (a
- * restarted daemon binds the path again), and a slow exponential timer is
- * the fallback when inotify or the directory is unavailable, or when the
- * daemon closed our session but still listens. At most one wake-up per
- * RETRY_MAX_MS with nothing happening: no CPU to speak of while idle, and
- * nothing of this touches the application's threads.
+ * While no daemon is reachable the control thread sleeps on a timer that
+ * backs off from RETRY_MIN_MS to RETRY_MAX_MS, and at each wake-up tries to
+ * connect only if a socket file is there (one access() otherwise): at most
+ * one cheap wake-up every 2 s, nothing on the application's threads.
+ *
+ * With SLUICE_RECONNECT_WATCH=1 it also blocks on an inotify watch of the
+ * socket's directory, which wakes it as soon as a file of the socket's name
+ * is created, moved in or changed (a restarted daemon binds the path again);
+ * the timer is then only a safety net (RETRY_MAX_WATCH_MS). Not the default:
+ * inotify instances are limited per user (128 on many hosts) and hundreds of
+ * containers running as the same uid, all waiting at once, would exhaust
+ * them for every other program of that user.
+ *
+ * A daemon that ends our session at once (it does not want us) is asked
+ * again less and less often, up to once a minute; a session that lasted
+ * resets that.
  */
 #define RETRY_MIN_MS 250
-#define RETRY_MAX_MS 60000	/* with a watch: the timer is only a safety net */
-#define RETRY_MAX_NOWATCH_MS 5000
+#define RETRY_MAX_MS 2000
+#define RETRY_MAX_WATCH_MS 60000
+#define REJECT_MAX_MS 60000
 #define SETTLE_TRIES 6		/* bind() happens before listen(): retry briefly */
 
 static _Atomic int ino_fd = -1;
@@ -546,11 +559,16 @@ static void sleep_ms(int ms)
 }
 
 /* Block until the socket may be back or *wait_ms passed; grows *wait_ms on
- * a plain timeout. Returns 1 when an event says the socket (re)appeared. */
-static int wait_for_daemon(int *wait_ms)
+ * a plain timeout, up to the cap (at least floor_ms). Returns 1 when an
+ * event says the socket (re)appeared. */
+static int wait_for_daemon(int *wait_ms, int floor_ms)
 {
-	int watched = watch_dir();
-	int max = watched ? RETRY_MAX_MS : RETRY_MAX_NOWATCH_MS;
+	int watched = shim_cfg.reconnect_watch && watch_dir();
+	int max = watched ? RETRY_MAX_WATCH_MS : RETRY_MAX_MS;
+	if (max < floor_ms)
+		max = floor_ms;
+	if (*wait_ms < floor_ms)
+		*wait_ms = floor_ms;
 	if (*wait_ms > max)
 		*wait_ms = max;
 	int fd = atomic_load(&ino_fd);
@@ -580,7 +598,7 @@ static void *ctl_main(void *arg)
 		REAL(cuThreadExchangeStreamCaptureMode)(&m);
 	}
 	int sessions = 0, warned = 0, hit = 0;
-	int wait_ms = RETRY_MIN_MS;
+	int wait_ms = RETRY_MIN_MS, reject_ms = 0;
 	for (;;) {
 		/* After a socket event, a few quick tries: the daemon may have
 		 * bound the path but not yet called listen(). */
@@ -607,9 +625,14 @@ static void *ctl_main(void *arg)
 				  shim_cfg.socket);
 			warned = 1;
 			/* A session that lasted resets the back-off; one the daemon
-			 * ends at once (it does not want us) backs off. */
+			 * ends at once (it does not want us) backs off further. */
 			if (now_ns() - t0 > 10ull * 1000000000ull)
-				wait_ms = RETRY_MIN_MS;
+				reject_ms = 0;
+			else
+				reject_ms = reject_ms == 0 ? 1000
+					    : reject_ms * 2 > REJECT_MAX_MS ? REJECT_MAX_MS
+									: reject_ms * 2;
+			wait_ms = RETRY_MIN_MS;
 		} else if (!warned) {
 			shim_warn("cannot register with the daemon at %s (%s); running standalone until it appears",
 				  shim_cfg.socket, strerror(errno));
@@ -617,7 +640,7 @@ static void *ctl_main(void *arg)
 		}
 		/* Sleep until an event, or until the timer fires and a socket
 		 * file is there to try. */
-		while (!(hit = wait_for_daemon(&wait_ms)) && access(shim_cfg.socket, F_OK) != 0)
+		while (!(hit = wait_for_daemon(&wait_ms, reject_ms)) && access(shim_cfg.socket, F_OK) != 0)
 			;
 	}
 	return NULL;

@@ -195,6 +195,8 @@ static void do_init(void)
 	const char *uvm = getenv("SLUICE_UVM");
 	shim_cfg.convert = !(uvm != NULL && strcmp(uvm, "0") == 0);
 	shim_cfg.reserve = env_u64("SLUICE_RESERVE_MB", 1536) << 20;
+	const char *watch = getenv("SLUICE_RECONNECT_WATCH");
+	shim_cfg.reconnect_watch = watch != NULL && strcmp(watch, "1") == 0;
 	copy_env(shim_cfg.socket, sizeof(shim_cfg.socket), "SLUICE_SOCKET");
 	copy_env(shim_cfg.function, sizeof(shim_cfg.function), "SLUICE_FUNCTION");
 

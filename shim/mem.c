@@ -438,13 +438,19 @@ static int capturing_any(void)
 	return atomic_load_explicit(&shim_captures, memory_order_relaxed) > 0;
 }
 
+/* Is the stream capturing? Asked of the driver on every stream-ordered
+ * allocation and free (allocation paths only), so a capture begun through a
+ * path the shim does not count is still seen. */
 static int stream_capturing(CUstream s)
 {
-	if (!capturing_any())
-		return 0;
+	if (REAL(cuStreamIsCapturing) == NULL)
+		return capturing_any();
 	CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
-	if (REAL(cuStreamIsCapturing) == NULL || REAL(cuStreamIsCapturing)(s, &st) != CUDA_SUCCESS)
-		return 1; /* cannot tell: be safe, do not convert or sync */
+	CUresult r = REAL(cuStreamIsCapturing)(s, &st);
+	if (r != CUDA_SUCCESS)
+		/* cannot tell (or the capture was invalidated): be safe, do not
+		 * convert or sync while any capture is known */
+		return r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED || capturing_any();
 	return st != CU_STREAM_CAPTURE_STATUS_NONE;
 }
 
@@ -939,6 +945,72 @@ SHIM_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *h, CUdeviceptr dp)
 	return r;
 }
 
+/* ------------------------------------------------------ context teardown */
+
+/* After the application destroyed, reset or released a context the driver
+ * has freed every allocation in it: ask the driver about each tracked
+ * pointer and drop the ones it no longer knows, so the capacity view, the
+ * budget and the daemon's prefetches stop counting them. Teardown paths
+ * only (rare), never a submission path. */
+static void sweep_dead(void)
+{
+	cuPointerGetAttribute_fn q = REAL(cuPointerGetAttribute);
+	if (q == NULL)
+		return;
+	pthread_mutex_lock(&mu);
+	size_t cnt = 0;
+	uint64_t *keys = ptrs.used ? malloc(ptrs.used * sizeof(*keys)) : NULL;
+	for (size_t i = 0; keys != NULL && i < ptrs.cap && cnt < ptrs.used; i++)
+		if (ptrs.e[i].key != 0 && ptrs.e[i].key != TOMB)
+			keys[cnt++] = ptrs.e[i].key;
+	pthread_mutex_unlock(&mu);
+	for (size_t i = 0; i < cnt; i++) {
+		CUcontext c = NULL;
+		CUresult r = q(&c, CU_POINTER_ATTRIBUTE_CONTEXT, keys[i]);
+		struct ent e;
+		if ((r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_FOUND) && untrack(&ptrs, keys[i], &e))
+			SHIM_LOG("%#llx (%llu bytes) went with its context", (unsigned long long)keys[i],
+				 (unsigned long long)e.size);
+	}
+	free(keys);
+}
+
+SHIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext c)
+{
+	shim_ensure_init();
+	cuCtxDestroy_v2_fn real = REAL(cuCtxDestroy_v2);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(c);
+	if (r == CUDA_SUCCESS)
+		sweep_dead();
+	return r;
+}
+
+SHIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d)
+{
+	shim_ensure_init();
+	cuDevicePrimaryCtxRelease_v2_fn real = REAL(cuDevicePrimaryCtxRelease_v2);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(d);
+	if (r == CUDA_SUCCESS)
+		sweep_dead(); /* the last release destroys the primary context */
+	return r;
+}
+
+SHIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice d)
+{
+	shim_ensure_init();
+	cuDevicePrimaryCtxReset_v2_fn real = REAL(cuDevicePrimaryCtxReset_v2);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(d);
+	if (r == CUDA_SUCCESS)
+		sweep_dead();
+	return r;
+}
+
 /* ------------------------------------------------------------- capture */
 
 static CUresult begin_capture(cuStreamBeginCapture_v2_fn real, CUstream s,
@@ -951,6 +1023,46 @@ static CUresult begin_capture(cuStreamBeginCapture_v2_fn real, CUstream s,
 	if (r == CUDA_SUCCESS)
 		atomic_fetch_add(&shim_captures, 1);
 	return r;
+}
+
+static CUresult capture_begun(CUresult r)
+{
+	if (r == CUDA_SUCCESS)
+		atomic_fetch_add(&shim_captures, 1);
+	return r;
+}
+
+SHIM_EXPORT CUresult cuStreamBeginCapture(CUstream s)
+{
+	shim_ensure_init();
+	cuStreamBeginCapture_fn real = REAL(cuStreamBeginCapture);
+	return real ? capture_begun(real(s)) : CUDA_ERROR_NOT_INITIALIZED;
+}
+
+SHIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream s)
+{
+	shim_ensure_init();
+	cuStreamBeginCapture_ptsz_fn real = REAL(cuStreamBeginCapture_ptsz);
+	return real ? capture_begun(real(s)) : CUDA_ERROR_NOT_INITIALIZED;
+}
+
+SHIM_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
+						 const CUgraphEdgeData *data, size_t n,
+						 CUstreamCaptureMode mode)
+{
+	shim_ensure_init();
+	cuStreamBeginCaptureToGraph_fn real = REAL(cuStreamBeginCaptureToGraph);
+	return real ? capture_begun(real(s, g, deps, data, n, mode)) : CUDA_ERROR_NOT_INITIALIZED;
+}
+
+SHIM_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g,
+						      const CUgraphNode *deps,
+						      const CUgraphEdgeData *data, size_t n,
+						      CUstreamCaptureMode mode)
+{
+	shim_ensure_init();
+	cuStreamBeginCaptureToGraph_ptsz_fn real = REAL(cuStreamBeginCaptureToGraph_ptsz);
+	return real ? capture_begun(real(s, g, deps, data, n, mode)) : CUDA_ERROR_NOT_INITIALIZED;
 }
 
 static CUresult end_capture(cuStreamEndCapture_fn real, CUstream s, CUgraph *g)

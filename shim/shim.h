@@ -91,6 +91,7 @@ struct shim_config {
 	int log;		/* SLUICE_LOG set */
 	int convert;		/* SLUICE_UVM != "0": turn device allocations into managed */
 	uint64_t reserve;	/* bytes hidden from the capacity view (SLUICE_RESERVE_MB) */
+	int reconnect_watch;	/* SLUICE_RECONNECT_WATCH=1: inotify while the daemon is away */
 	char socket[108];	/* SLUICE_SOCKET, "" if unset */
 	char function[SLUICE_FUNCTION_ID_MAX];	/* SLUICE_FUNCTION */
 };

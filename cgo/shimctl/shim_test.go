@@ -564,14 +564,21 @@ func TestShimReregistersAfterDaemonRestart(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		stale bool // leave a socket file nobody listens on, as a crash does
+		watch bool // SLUICE_RECONNECT_WATCH=1: inotify instead of the timer alone
 	}{
-		{"clean shutdown", false},
-		{"crash leaves stale socket", true},
+		{"clean shutdown, timer", false, false},
+		{"crash leaves stale socket, timer", true, false},
+		{"clean shutdown, inotify", false, true},
+		{"crash leaves stale socket, inotify", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sluice.sock")
 			openedA, closedA, stopA := serveAt(t, path, 0)
-			p := startShimProc(t, path, "fn-restart")
+			var env []string
+			if tc.watch {
+				env = append(env, "SLUICE_RECONNECT_WATCH=1")
+			}
+			p := startShimProcOn(t, path, "fn-restart", filepath.Join(t.TempDir(), "emugpu"), env...)
 			pid := int32(num(t, p.expect("ready")[1]))
 			s1 := waitSession(t, openedA)
 			if s1.Peer.PID != pid || s1.Again {
@@ -681,4 +688,58 @@ func TestShimRegistersWhenDaemonAppearsLater(t *testing.T) {
 			p.in.Flush()
 		})
 	}
+}
+
+// threads is the number of threads of a process, from /proc.
+func threads(t testing.TB, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read status: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			return int(num(t, strings.TrimSpace(v)))
+		}
+	}
+	t.Fatal("no Threads line")
+	return 0
+}
+
+// TestShimLazyRegistrationWithoutContext: loading the shim does nothing (no
+// thread, no connection) until the first CUDA call; registration after a
+// bare cuInit reports the driver and devices without the shim creating or
+// setting any context. A process that makes its own context is the control
+// that the count can see context calls.
+func TestShimLazyRegistrationWithoutContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.sock")
+	opened, _, _ := serveAt(t, path, 0)
+	p := startShimProcOn(t, path, "fn-lazy", filepath.Join(t.TempDir(), "emugpu"), "SLUICE_TEST_LAZY=1")
+	pid := int(num(t, p.expect("ready")[1]))
+	select {
+	case s := <-opened:
+		t.Fatalf("registered before any CUDA call: %+v", s)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := threads(t, pid); n != 1 {
+		t.Errorf("%d threads before any CUDA call, want 1", n)
+	}
+	p.do("init", "ok")
+	s := waitSession(t, opened)
+	if int(s.Peer.PID) != pid || s.DriverVersion <= 0 || len(s.Devices) == 0 {
+		t.Errorf("session after cuInit %+v", s)
+	}
+	if n := num(t, p.do("ctxcalls", "ctxcalls")[1]); n != 0 {
+		t.Errorf("%d context calls in a process that made none", n)
+	}
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+
+	ctl := startShimProcOn(t, path, "fn-ctx", filepath.Join(t.TempDir(), "emugpu"))
+	ctl.expect("ready")
+	if n := num(t, ctl.do("ctxcalls", "ctxcalls")[1]); n == 0 {
+		t.Errorf("context calls not counted in a process that made a context")
+	}
+	fmt.Fprintln(ctl.in, "exit")
+	ctl.in.Flush()
 }

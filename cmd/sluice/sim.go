@@ -52,6 +52,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		monitor   = fs.Duration("monitor", def.MonitorPeriod, "utilization sampling period")
 		tScale    = fs.Float64("t-scale", 3, "sluice: T = t-scale x work-weighted mean GPU time of backlogged flows (at least --t/10)")
 		costTTL   = fs.Float64("cost-ttl-factor", 4, "sluice: keep a flow resident at least this many times its measured swap-in time")
+		footprint = fs.Float64("footprint-gb", 0, "GPU memory footprint of every function, GB (0: the catalog's, 3 GB; FFT 1.5 GB)")
 		noPlots   = fs.Bool("no-plots", false, "skip the PNG plots")
 		quiet     = fs.Bool("q", false, "do not print the table")
 	)
@@ -94,6 +95,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return usageErr("--%s %d must be at least 1", c.name, c.v)
 		}
 	}
+	if !(*footprint >= 0) || *footprint > 1e6 {
+		return usageErr("--footprint-gb %g must be in [0, 1e6]", *footprint)
+	}
 	if !(*tScale > 0) || !(*costTTL >= 0) {
 		return usageErr("--t-scale must be positive and --cost-ttl-factor not negative")
 	}
@@ -126,6 +130,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	w, err := loadWorkload(*tracePath, *format, *metaPath, opts)
 	if err != nil {
 		return err
+	}
+	if *footprint > 0 {
+		for i := range w.Functions {
+			w.Functions[i].MemBytes = int64(*footprint * 1e9)
+		}
 	}
 
 	if err := os.MkdirAll(*out, 0o755); err != nil {

@@ -28,6 +28,7 @@ func TestSimBadUsage(t *testing.T) {
 		{"slowdown below 1", []string{"--out", "x", "--slowdown2", "0.5"}, "slowdown"},
 		{"zero target util", []string{"--out", "x", "--target-util", "0"}, "target-util"},
 		{"stray argument", []string{"--out", "x", "extra"}, "unexpected argument"},
+		{"negative footprint", []string{"--out", "x", "--footprint-gb", "-1"}, "--footprint-gb"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

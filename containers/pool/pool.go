@@ -153,7 +153,10 @@ type instance struct {
 	client   *protocol.Client
 	started  time.Time
 	lastUsed time.Time
-	busy     bool
+	// reserved is set by Acquire until the next Invoke or Release;
+	// inflight counts running invocations. Busy = either.
+	reserved bool
+	inflight int
 	invoked  int
 	// exited is closed when the process ended; exit holds how.
 	exited chan struct{}
@@ -164,6 +167,10 @@ type instance struct {
 	// stopped is set when gone on purpose (Stop, Sweep, Close).
 	stopped bool
 }
+
+// busy reports whether the instance is reserved or running an invocation
+// (the pool's lock held).
+func (in *instance) busy() bool { return in.reserved || in.inflight > 0 }
 
 // Pool runs instances on one runtime.
 type Pool struct {
@@ -310,7 +317,7 @@ func (p *Pool) watch(in *instance) {
 		return
 	}
 	in.gone = true
-	busy := in.busy
+	busy := in.busy()
 	delete(p.instances, in.id)
 	p.mu.Unlock()
 	ex := in.exit
@@ -363,7 +370,7 @@ func (p *Pool) Acquire(function string) (runtime.ID, bool) {
 	defer p.mu.Unlock()
 	var best *instance
 	for _, in := range p.instances {
-		if in.spec.Function != function || in.busy || in.gone {
+		if in.spec.Function != function || in.busy() || in.gone {
 			continue
 		}
 		if best == nil || in.lastUsed.After(best.lastUsed) {
@@ -373,7 +380,7 @@ func (p *Pool) Acquire(function string) (runtime.ID, bool) {
 	if best == nil {
 		return "", false
 	}
-	best.busy = true
+	best.reserved = true
 	return best.id, true
 }
 
@@ -382,7 +389,7 @@ func (p *Pool) Release(id runtime.ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if in, ok := p.instances[id]; ok {
-		in.busy = false
+		in.reserved = false
 	}
 }
 
@@ -400,7 +407,8 @@ func (p *Pool) Invoke(ctx context.Context, id runtime.ID, body []byte) ([]byte, 
 		p.mu.Unlock()
 		return nil, fmt.Errorf("invoke %s: %w", id, ErrUnknown)
 	}
-	in.busy = true
+	in.reserved = false
+	in.inflight++
 	p.mu.Unlock()
 
 	ictx, cancel := context.WithTimeout(ctx, in.spec.InvokeTimeout)
@@ -409,7 +417,7 @@ func (p *Pool) Invoke(ctx context.Context, id runtime.ID, body []byte) ([]byte, 
 	cancel()
 	if err == nil || isFunctionError(err) {
 		p.mu.Lock()
-		in.busy = false
+		in.inflight--
 		in.invoked++
 		in.lastUsed = p.cfg.Now()
 		p.mu.Unlock()
@@ -508,7 +516,7 @@ func (p *Pool) Sweep(ctx context.Context, now time.Time) ([]runtime.ID, error) {
 	p.mu.Lock()
 	var expired []*instance
 	for _, in := range p.instances {
-		if !in.busy && !in.gone && !now.Before(in.lastUsed.Add(in.spec.KeepAlive)) {
+		if !in.busy() && !in.gone && !now.Before(in.lastUsed.Add(in.spec.KeepAlive)) {
 			in.gone, in.stopped = true, true
 			delete(p.instances, in.id)
 			expired = append(expired, in)
@@ -552,7 +560,7 @@ func (p *Pool) Instances() []Info {
 	out := make([]Info, 0, len(p.instances))
 	for _, in := range p.instances {
 		st := StateIdle
-		if in.busy {
+		if in.busy() {
 			st = StateBusy
 		}
 		out = append(out, Info{ID: in.id, Function: in.spec.Function, State: st, LastUsed: in.lastUsed, Started: in.started, Invoked: in.invoked})

@@ -418,3 +418,29 @@ func TestStopDuringInvocation(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyUntilLastInvocationEnds: with two invocations in flight on one
+// instance, the end of the first does not make it idle (and expirable).
+func TestBusyUntilLastInvocationEnds(t *testing.T) {
+	e := newEnv(t, pool.Config{})
+	id := e.start(t, e.spec("overlap"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.Invoke(context.Background(), id, []byte(`{"op":"sleep","ms":600}`))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	invoke(t, e.pool, id, `{"quick":true}`)
+	if infos := e.pool.Instances(); len(infos) != 1 || infos[0].State != pool.StateBusy {
+		t.Errorf("with one invocation still running: %+v, want busy", infos)
+	}
+	if ids, _ := e.pool.Sweep(context.Background(), e.clock.Add(time.Hour)); len(ids) != 0 {
+		t.Errorf("instance with an invocation in flight expired")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("long invocation: %v", err)
+	}
+	if infos := e.pool.Instances(); len(infos) != 1 || infos[0].State != pool.StateIdle {
+		t.Errorf("after both invocations: %+v, want idle", infos)
+	}
+}

@@ -23,7 +23,9 @@ func BenchmarkEnqueueDispatch(b *testing.B) {
 }
 
 func benchEnqueueDispatch(b *testing.B, policy Policy, n int) {
-	s, err := New(Config{Policy: policy, D: 2, ContainersPerGPU: n + 8, GPUMemBytes: 1 << 62, KeepAlive: 1000 * time.Hour})
+	// No memory management: no Prefetch/Evict to answer, so one op is
+	// exactly two Steps and measures the scheduling decision alone.
+	s, err := New(Config{Policy: policy, D: 2, ContainersPerGPU: n + 8, KeepAlive: 1000 * time.Hour, NoMemoryManagement: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -32,8 +32,10 @@ const (
 	PolicySluice Policy = "sluice"
 )
 
-// Policies lists every policy in the order reports show them.
-var Policies = []Policy{PolicyFCFS, PolicyBatch, PolicySJF, PolicyMQFQ, PolicyMQFQSticky, PolicySluice}
+// Policies returns every policy in the order reports show them.
+func Policies() []Policy {
+	return []Policy{PolicyFCFS, PolicyBatch, PolicySJF, PolicyMQFQ, PolicyMQFQSticky, PolicySluice}
+}
 
 // Improvements are Sluice's departures from MQFQ-Sticky (reference section
 // 6). PolicySluice turns all on; each can be switched off for ablation
@@ -138,7 +140,7 @@ func ParsePolicy(s string) (Policy, int, error) {
 	name, arg, hasArg := strings.Cut(s, ":")
 	p := Policy(name)
 	known := false
-	for _, q := range Policies {
+	for _, q := range Policies() {
 		if p == q {
 			known = true
 		}

@@ -302,7 +302,7 @@ func TestMemoryMakeRoom(t *testing.T) {
 // utilization estimate (EWMA of monitor samples) is above it, and WakeAt
 // asks for a re-check one monitor period later.
 func TestUtilizationCap(t *testing.T) {
-	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 2, UtilCap: 0.8})
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 3, UtilCap: 0.8})
 	mustStep(t, s, 0, Register(0, "a", 0, 0))
 	mustStep(t, s, 0, Register(1, "b", 0, 0))
 	mustStep(t, s, 0, Arrived(1, 0))
@@ -318,11 +318,20 @@ func TestUtilizationCap(t *testing.T) {
 	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActStartContainer || rd.Actions[0].Fn != 1 {
 		t.Fatalf("below the cap: actions %v, want b's cold start", rd.Actions)
 	}
+	// The dispatch added a provisional 1/D: 0.56 + 0.33 is over the cap,
+	// though a slot is free.
+	rd = mustStep(t, s, 1.6, Arrived(3, 0))
+	if len(rd.Actions) != 0 {
+		t.Fatalf("provisional share over the cap: actions %v, want none", rd.Actions)
+	}
 	if err := s.Step(TimeOf(2), MonitorTick(0, 1.5, nil)); err == nil {
 		t.Fatal("utilization 1.5 accepted")
 	}
 	if err := s.Step(TimeOf(2), MonitorTick(3, 0.5, nil)); err == nil {
 		t.Fatal("unknown GPU accepted")
+	}
+	if err := s.Step(TimeOf(2), MonitorTick(0, 0.5, []CtrActivity{{Ctr: 1, Busy: 2}})); err == nil {
+		t.Fatal("busy fraction 2 accepted")
 	}
 }
 

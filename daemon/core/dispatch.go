@@ -28,7 +28,7 @@ func (s *Scheduler) slotFree(g *gpu) bool {
 	if g.used >= s.cfg.D {
 		return false
 	}
-	if s.cfg.UtilCap > 0 && g.utilSeen && g.utilEst > s.cfg.UtilCap {
+	if s.cfg.UtilCap > 0 && g.utilSeen && g.utilEst+g.utilProv > s.cfg.UtilCap {
 		s.utilGap = true
 		return false
 	}
@@ -117,6 +117,7 @@ func (s *Scheduler) serveBound() {
 	for _, c := range s.boundReady {
 		if s.slotFree(c.g) {
 			c.g.used++
+			c.g.utilProv += 1 / float64(s.cfg.D)
 			c.token = true
 			c.bound = false
 			s.run(c, c.boundReq)
@@ -164,6 +165,7 @@ func (s *Scheduler) serve(f *flow, batch int) {
 	}
 	r := s.pop(f)
 	g.used++
+	g.utilProv += 1 / float64(s.cfg.D) // until the next sample corrects it
 	if c == nil {
 		c = s.startContainer(f, g)
 		c.bound, c.boundReq, c.token, c.batchLeft = true, r, true, batch-1
@@ -232,7 +234,9 @@ func (s *Scheduler) gpuForBoundStart(f *flow) *gpu {
 					free += c.bytes
 				}
 			}
-			if free < f.mem {
+			// A footprint larger than the whole GPU never fits: start it
+			// anyway (demand paging) rather than never.
+			if free < f.mem && f.mem <= s.cfg.GPUMemBytes {
 				continue
 			}
 		}

@@ -155,6 +155,7 @@ type gpu struct {
 	ahead    int   // ahead-prefetches pending
 	resident int64 // bytes on the device (target state)
 	ctrs     []*container
-	utilEst  float64
+	utilEst  float64 // EWMA of utilization samples
+	utilProv float64 // provisional shares of dispatches since the last sample
 	utilSeen bool
 }

@@ -3,6 +3,8 @@ package core
 import (
 	"fmt"
 	"math"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -58,6 +60,15 @@ func randomTrace(t *testing.T, cfg Config, seed uint64, nFn, nInv int, check fun
 	return d
 }
 
+// propertySeeds is how many random traces each property test runs per
+// configuration: 15, or SLUICE_PROPERTY_SEEDS for a longer soak.
+func propertySeeds() uint64 {
+	if n, err := strconv.ParseUint(os.Getenv("SLUICE_PROPERTY_SEEDS"), 10, 32); err == nil && n > 0 {
+		return n
+	}
+	return 15
+}
+
 var propertyConfigs = []Config{
 	{Policy: PolicyMQFQ, D: 2},
 	{Policy: PolicyMQFQSticky, D: 2},
@@ -75,7 +86,7 @@ var propertyConfigs = []Config{
 // dispatched exactly once and completes, under every policy.
 func TestPropertyNoStarvation(t *testing.T) {
 	for _, cfg := range propertyConfigs {
-		for seed := uint64(1); seed <= 15; seed++ {
+		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
 				d := randomTrace(t, cfg, seed, 1+int(seed%12), 300, nil)
 				for inv := InvID(1); inv <= 300; inv++ {
@@ -101,7 +112,7 @@ func TestPropertyWorkConservation(t *testing.T) {
 		if cfg.Policy != PolicyMQFQ && cfg.Policy != PolicyMQFQSticky && cfg.Policy != PolicySluice {
 			continue
 		}
-		for seed := uint64(1); seed <= 15; seed++ {
+		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			check := func(d *driver) {
 				s := d.s
 				if !s.freeSlot() {
@@ -130,10 +141,18 @@ func TestPropertyWorkConservation(t *testing.T) {
 // (mirrors ready without its side effects).
 func (s *Scheduler) blockedBySluice(f *flow) bool {
 	imp := s.cfg.Improvements
+	idle, movingIn := false, false
 	for _, c := range f.ctrs {
 		if c.state == ctrIdle && s.slotFree(c.g) {
-			return imp.PrefetchAhead && !c.landed
+			if c.landed || !imp.PrefetchAhead {
+				return false
+			}
+			idle = true
+			movingIn = movingIn || c.resident // its ahead-prefetch is on the way
 		}
+	}
+	if idle {
+		return movingIn
 	}
 	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
 		return true
@@ -169,9 +188,9 @@ func TestPropertyFairnessBound(t *testing.T) {
 		}
 		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
 			cfg.ImprovementsSet = true // ScaleT makes T vary; check the rest
-			cfg.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true}
+			cfg.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
 		}
-		for seed := uint64(1); seed <= 15; seed++ {
+		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
 			since := map[FnID]Time{}
 			check := func(d *driver) {
@@ -204,6 +223,23 @@ func TestPropertyFairnessBound(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
+			})
+		}
+	}
+}
+
+// TestPropertyTinyGPU: footprints larger than the GPU must not starve
+// anyone (they run demand-paged), under every policy.
+func TestPropertyTinyGPU(t *testing.T) {
+	for _, p := range Policies() {
+		for seed := uint64(1); seed <= 3; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", p, seed), func(t *testing.T) {
+				d := randomTrace(t, Config{Policy: p, D: 2, GPUMemBytes: 5e8}, seed, 4, 100, nil)
+				for inv := InvID(1); inv <= 100; inv++ {
+					if !d.dispatched[inv] && !d.failed[inv] {
+						t.Fatalf("invocation %d never dispatched", inv)
+					}
+				}
 			})
 		}
 	}

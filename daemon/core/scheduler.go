@@ -91,7 +91,7 @@ func (s *Scheduler) Step(now Time, ev Event) error {
 	case EvMemoryMoved:
 		err = s.memoryMoved(ev.Ctr, ev.Resident)
 	case EvMonitorTick:
-		err = s.monitor(ev.GPU, ev.Util)
+		err = s.monitor(ev.GPU, ev.Util, ev.Activity)
 	default:
 		err = fmt.Errorf("step: unknown event kind %d", ev.Kind)
 	}
@@ -306,6 +306,7 @@ func (s *Scheduler) containerReady(id CtrID) error {
 		return nil
 	}
 	c.state = ctrIdle
+	c.fresh = false // started ahead (prewarm): nobody waited for it
 	s.armKeepAlive(c)
 	if !s.pol.memPerRun() && f.state != Active && f.q.len() == 0 {
 		s.evict(c)
@@ -339,6 +340,9 @@ func (s *Scheduler) containerFailed(id CtrID, reason string) error {
 		}
 	}
 	s.removeContainer(c, false)
+	if f.q.len() == 0 && f.inFlight == 0 {
+		s.armTTL(f)
+	}
 	return nil
 }
 
@@ -370,14 +374,20 @@ func (s *Scheduler) memoryMoved(id CtrID, resident bool) error {
 	return nil
 }
 
-func (s *Scheduler) monitor(gi int, util float64) error {
+func (s *Scheduler) monitor(gi int, util float64, act []CtrActivity) error {
 	if gi < 0 || gi >= len(s.gpus) {
 		return fmt.Errorf("monitor tick: unknown gpu %d", gi)
 	}
 	if util < 0 || util > 1 || util != util {
 		return fmt.Errorf("monitor tick gpu %d: utilization %g not in 0..1", gi, util)
 	}
+	for _, a := range act {
+		if a.Busy < 0 || a.Busy > 1 || a.Busy != a.Busy {
+			return fmt.Errorf("monitor tick gpu %d: container %d busy fraction %g not in 0..1", gi, a.Ctr, a.Busy)
+		}
+	}
 	g := s.gpus[gi]
+	g.utilProv = 0
 	if !g.utilSeen {
 		g.utilEst, g.utilSeen = util, true
 	} else {

@@ -152,9 +152,8 @@ func scriptCommand(s *Scheduler, line string) ([]string, *Scheduler, error) {
 	case "init":
 		cfg := Config{Policy: Policy(args["policy"]), D: int(num("d")), GPUs: int(num("gpus")), T: dur("t"),
 			GPUMemBytes: int64(num("mem")), ContainersPerGPU: int(num("ctrs")), KeepAlive: dur("keep-alive")}
-		if v, ok := args["ttl"]; ok {
+		if _, ok := args["ttl"]; ok {
 			cfg.TTL, cfg.TTLSet = num("ttl"), true
-			_ = v
 		}
 		if v, ok := args["imp"]; ok {
 			cfg.ImprovementsSet = true

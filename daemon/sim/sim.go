@@ -224,7 +224,7 @@ func Run(ctx context.Context, w *workload.Workload, opts Options) (*Result, erro
 	next := 0
 	for e.pending > 0 && e.err == nil {
 		if e.res.Events&0xfff == 0 && ctx.Err() != nil {
-			return nil, fmt.Errorf("simulate %s: %w", cfg.Policy, ctx.Err())
+			return nil, fmt.Errorf("stopped at %v of virtual time: %w", e.now, ctx.Err())
 		}
 		arrAt := core.Never
 		if next < len(w.Invocations) {
@@ -268,7 +268,7 @@ func (e *engine) push(x simEvent) {
 func (e *engine) step(ev core.Event) error {
 	e.res.Events++
 	if err := e.s.Step(e.now, ev); err != nil {
-		e.err = fmt.Errorf("simulate: core rejected %v at %v: %w", ev.Kind, e.now, err)
+		e.err = fmt.Errorf("core rejected %v at %v: %w", ev.Kind, e.now, err)
 		return e.err
 	}
 	e.apply()
@@ -296,7 +296,7 @@ func (e *engine) handle(x simEvent) {
 	case kMemDone:
 		e.step(core.MemoryMoved(core.CtrID(x.a), x.flag))
 	case kExec:
-		e.startExec(core.InvID(x.a), e.ctrs[core.CtrID(x.b)], x.flag)
+		e.startExec(core.InvID(x.a), e.ctrs[core.CtrID(x.b)])
 	case kGPUDone:
 		g := e.gpus[x.a]
 		if x.b == g.gen {
@@ -367,7 +367,7 @@ func (e *engine) act(a core.Action) {
 		if c.memReady > e.now {
 			e.push(simEvent{at: c.memReady, kind: kExec, a: uint64(a.Inv), b: uint64(a.Ctr)})
 		} else {
-			e.startExec(a.Inv, c, false)
+			e.startExec(a.Inv, c)
 		}
 	case core.ActStopContainer:
 		c := e.ctrs[a.Ctr]
@@ -413,7 +413,7 @@ func (e *engine) roomAt(g *simGPU, bytes int64, t core.Time) core.Time {
 
 // startExec puts an invocation on its GPU. Memory that is not resident, or
 // that does not fit, is demand-paged in at the fault bandwidth.
-func (e *engine) startExec(inv core.InvID, c *simCtr, _ bool) {
+func (e *engine) startExec(inv core.InvID, c *simCtr) {
 	g := c.gpu
 	e.advance(g)
 	work := e.fn(c).WarmSec

@@ -108,7 +108,7 @@ func TestRunDrainsAndConserves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range core.Policies {
+	for _, p := range core.Policies() {
 		t.Run(string(p), func(t *testing.T) {
 			r, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: p}})
 			if err != nil {
@@ -201,7 +201,7 @@ func BenchmarkAllPolicies(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
-		for _, p := range core.Policies {
+		for _, p := range core.Policies() {
 			if _, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: p}}); err != nil {
 				b.Fatal(err)
 			}

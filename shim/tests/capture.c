@@ -49,6 +49,24 @@ int main(void)
 	if (rd == CUDA_SUCCESS)
 		CHECK_CU(cuMemFree_v2(d));
 
+	/* The CUDA 10.0 entry (no mode argument, global mode) counts as a
+	 * capture too: a stream-ordered allocation in it is not converted, and
+	 * the count drops again at its end. */
+	if (fake) {
+		unsigned long m1 = t_calls("cuMemAllocManaged"), p1 = t_calls("cuMemAllocFromPoolAsync");
+		CHECK_CU(cuStreamBeginCapture(s));
+		CUdeviceptr v = 0;
+		CHECK_CU(cuMemAllocAsync(&v, 4096, s));
+		CHECK(!t_is_managed(v), "allocation during a v1 capture converted");
+		CHECK_CU(cuMemFreeAsync(v, s));
+		CHECK(t_calls("cuMemAllocManaged") == m1 && t_calls("cuMemAllocFromPoolAsync") == p1,
+		      "managed allocation during a v1 capture");
+		CUgraph g1 = NULL;
+		CHECK_CU(cuStreamEndCapture(s, &g1));
+		if (g1 != NULL)
+			CHECK_CU(cuGraphDestroy(g1));
+	}
+
 	/* After capture: conversion again, and the graph launches. */
 	CUdeviceptr e = 0;
 	CHECK_CU(cuMemAlloc_v2(&e, 4096));

@@ -31,5 +31,16 @@ if [ -n "$refs" ] && [ "$(printf '%s\n%s\n' "$refs" "$baseline" | sort -V | tail
 	fail=1
 fi
 : "$newest"
+# No NVML and no context creation in the shim itself (cuda-shim.md §0.8): it
+# must not even name NVML, nor reference a context-creating entry point
+# (the wrappers it exports forward the application's own calls).
+if strings -a "$lib" | grep -qi -e nvml -e 'libnvidia-ml'; then
+	echo "check_syms: the shim names NVML"; fail=1
+fi
+for f in cuCtxCreate cuDevicePrimaryCtxRetain cuCtxSetCurrent; do
+	if grep -E "^X\($f[_a-z0-9]*," "$def" >/dev/null; then
+		echo "check_syms: the shim resolves $f"; fail=1
+	fi
+done
 [ $fail -eq 0 ] && echo "check_syms: $(printf '%s\n' "$want" | wc -l) wrappers exported, dlsym x2, glibc refs <= $baseline"
 exit $fail

@@ -9,7 +9,11 @@
  *   waits       stream waits the driver has seen -> "waits N"
  *   fork        fork; the child allocates (and so registers again)
  *               and waits for its parent's exit  -> "forked PID SOCKETS_BEFORE"
+ *   init        cuInit(0)                        -> "ok"
+ *   ctxcalls    context-creating driver calls so far -> "ctxcalls N"
  *   exit
+ * With SLUICE_TEST_LAZY=1 the program makes no CUDA call before its
+ * commands (no context, no stream, no module), for the lazy-init test.
  */
 
 #include "t.h"
@@ -46,10 +50,15 @@ static int count_sockets(void)
 int main(void)
 {
 	t_fake_init();
-	CUcontext ctx = t_ctx();
-	CUfunction f = t_noop();
-	CUstream s;
-	CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	int lazy = getenv("SLUICE_TEST_LAZY") != NULL;
+	CUcontext ctx = NULL;
+	CUfunction f = NULL;
+	CUstream s = NULL;
+	if (!lazy) {
+		ctx = t_ctx();
+		f = t_noop();
+		CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("ready %d\n", (int)getpid());
 	char line[256];
@@ -107,6 +116,18 @@ int main(void)
 				_exit(0);
 			}
 			close(pipefd[0]);
+		} else if (strncmp(line, "init", 4) == 0) {
+			CUresult r = cuInit(0);
+			printf(r == CUDA_SUCCESS ? "ok\n" : "err %d\n", (int)r);
+		} else if (strncmp(line, "ctxcalls", 8) == 0) {
+			static const char *const creators[] = {
+				"cuDevicePrimaryCtxRetain", "cuCtxCreate_v2", "cuCtxCreate_v3",
+				"cuCtxCreate_v4",	    "cuCtxSetCurrent", "cuCtxPushCurrent_v2",
+			};
+			unsigned long n = 0;
+			for (size_t i = 0; i < sizeof(creators) / sizeof(creators[0]); i++)
+				n += t_calls(creators[i]);
+			printf("ctxcalls %lu\n", n);
 		} else if (strncmp(line, "exit", 4) == 0) {
 			break;
 		} else {

@@ -54,6 +54,30 @@ int main(void)
 	CHECK(alloc && alloc(&d, 1 << 20) == CUDA_SUCCESS && d != 0, "alloc through the wrapper");
 	cuMemGetInfo_v2(&f1, NULL);
 	CHECK(f0 - f1 == 1 << 20, "allocation not tracked");
+	/* A context reset frees what was in it: the shim forgets it, and only
+	 * it (an allocation made afterwards stays counted). */
+	CHECK_CU(cuDevicePrimaryCtxReset_v2(0));
+	size_t f2 = 0, f3 = 0;
+	cuMemGetInfo_v2(&f2, NULL);
+	CHECK(f2 == f0, "allocation freed by the context reset still counted: %zu vs %zu", f2, f0);
+	CUdeviceptr d2 = 0;
+	CHECK(alloc(&d2, 1 << 20) == CUDA_SUCCESS, "alloc after reset");
+	CHECK_CU(cuCtxDestroy_v2(NULL)); /* the null driver frees nothing here */
+	cuMemGetInfo_v2(&f3, NULL);
+	CHECK(f0 - f3 == 1 << 20, "live allocation dropped by a sweep: %zu vs %zu", f3, f0);
+	/* Generated gate wrappers forward every argument unchanged. */
+	unsigned long long *args = (unsigned long long *)dlsym(RTLD_DEFAULT, "nulldrv_args");
+	CHECK(args != NULL, "nulldrv_args");
+	if (args != NULL) {
+		CHECK(t_in_shim((void *)cuMemsetD2D16Async), "cuMemsetD2D16Async not the shim's");
+		CHECK_CU(cuMemsetD2D16Async(0x1000, 512, 0xbeef, 300, 7, (CUstream)0x77));
+		CHECK(args[0] == 0x1000 && args[1] == 512 && args[2] == 0xbeef && args[3] == 300 &&
+			      args[4] == 7 && args[5] == 0x77,
+		      "cuMemsetD2D16Async arguments changed");
+		CHECK_CU(cuMemcpyAtoA_v2_ptds((CUarray)0x10, 3, (CUarray)0x20, 5, 4096));
+		CHECK(args[0] == 0x10 && args[1] == 3 && args[2] == 0x20 && args[3] == 5 && args[4] == 4096,
+		      "cuMemcpyAtoA_v2_ptds arguments changed");
+	}
 	/* Through the resolver the runtime gets for itself, too. */
 	gpa2_fn gpa_again = (gpa2_fn)GET("cuGetProcAddress", 12000, 0);
 	p = NULL;

@@ -47,6 +47,43 @@ CUresult cuMemFree_v2(CUdeviceptr p) { (void)p; return CUDA_SUCCESS; }
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t)
 { if (f) *f = 8ull << 30; if (t) *t = 16ull << 30; return CUDA_SUCCESS; }
 
+/* A primary-context reset frees everything allocated before it; the
+ * pointer query knows only what is still allocated (by address range). */
+static CUdeviceptr reset_below;
+CUresult cuDevicePrimaryCtxReset_v2(CUdevice d)
+{
+	(void)d;
+	__atomic_store_n(&reset_below, __atomic_load_n(&next_ptr, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	return CUDA_SUCCESS;
+}
+CUresult cuCtxDestroy_v2(CUcontext c) { (void)c; return CUDA_SUCCESS; }
+CUresult cuPointerGetAttribute(void *data, CUpointer_attribute a, CUdeviceptr p)
+{
+	(void)a;
+	if (p < 0x100000000ull || p >= __atomic_load_n(&next_ptr, __ATOMIC_RELAXED) ||
+	    p < __atomic_load_n(&reset_below, __ATOMIC_RELAXED))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (data)
+		*(void **)data = &ctx_token;
+	return CUDA_SUCCESS;
+}
+
+/* Argument capture for the generated wrappers' forwarding check. */
+unsigned long long nulldrv_args[8];
+CUresult cuMemsetD2D16Async(CUdeviceptr d, size_t pitch, unsigned short v, size_t w, size_t h,
+			    CUstream st)
+{
+	nulldrv_args[0] = d; nulldrv_args[1] = pitch; nulldrv_args[2] = v;
+	nulldrv_args[3] = w; nulldrv_args[4] = h; nulldrv_args[5] = (uintptr_t)st;
+	return CUDA_SUCCESS;
+}
+CUresult cuMemcpyAtoA_v2_ptds(CUarray d, size_t doff, CUarray s, size_t soff, size_t n)
+{
+	nulldrv_args[0] = (uintptr_t)d; nulldrv_args[1] = doff; nulldrv_args[2] = (uintptr_t)s;
+	nulldrv_args[3] = soff; nulldrv_args[4] = n; nulldrv_args[5] = 0;
+	return CUDA_SUCCESS;
+}
+
 void *nulldrv_raw(const char *name)
 {
 	if (strcmp(name, "cuLaunchKernel") == 0) return (void *)cuLaunchKernel;

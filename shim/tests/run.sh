@@ -49,6 +49,15 @@ run() { # name, command...
 for p in direct kinds runtime dlsym_new dlsym_old capture async; do
 	run "$p" env LD_PRELOAD="$SHIM" "$T/$p"
 done
+if [ $REALDRV = 0 ]; then
+	# The capacity view's reserve (SLUICE_RESERVE_MB), and its clamp to a
+	# quarter of the device, on an 8 GiB emulated device of its own.
+	cap=8589934592
+	run reserve env LD_PRELOAD="$SHIM" FAKECUDA_DEVICE_FILE="$TMP/emugpu-reserve" FAKECUDA_CAPACITY=$cap \
+		SLUICE_RESERVE_MB=1000 SLUICE_TEST_EXPECT_TOTAL=$((cap - 1000 * 1048576)) "$T/direct"
+	run reserve-clamp env LD_PRELOAD="$SHIM" FAKECUDA_DEVICE_FILE="$TMP/emugpu-reserve2" FAKECUDA_CAPACITY=$cap \
+		SLUICE_RESERVE_MB=4000 SLUICE_TEST_EXPECT_TOTAL=$((cap - cap / 4)) "$T/direct"
+fi
 # No conversion: by request, and (fake only) where the device lacks
 # concurrent managed access.
 run nouvm-env env LD_PRELOAD="$SHIM" SLUICE_UVM=0 "$T/nouvm"

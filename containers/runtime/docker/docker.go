@@ -317,17 +317,36 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ID) (<-chan runtime.Exit
 			ex.Err = fmt.Errorf("wait for container: %w", err)
 		}
 		ex.At = time.Now()
-		if ex.Err == nil && ex.Code != 0 {
-			// OOMKilled is only known from inspect; the container may be gone.
-			ictx, icancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if in, err := r.cli.ContainerInspect(ictx, string(id), client.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
-				ex.OOMKilled = in.Container.State.OOMKilled
-			}
-			icancel()
+		if ex.Err == nil && ex.Code == 137 {
+			ex.OOMKilled = r.oomKilled(id)
 		}
 		ch <- ex
 	}()
 	return ch, nil
+}
+
+// oomKilled asks the engine whether the memory limit killed id. The engine
+// may learn of the OOM kill a little after the exit, so a SIGKILLed container
+// is asked a few times; a removed container (Remove kills with SIGKILL too)
+// ends the search at once.
+func (r *Runtime) oomKilled(id runtime.ID) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for range 6 {
+		in, err := r.cli.ContainerInspect(ctx, string(id), client.ContainerInspectOptions{})
+		if err != nil || in.Container.State == nil {
+			return false
+		}
+		if in.Container.State.OOMKilled {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // Endpoint returns the function socket, or for OpenWhisk the action port

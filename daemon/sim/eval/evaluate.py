@@ -144,3 +144,14 @@ for g in (1, 2):
     acc = seeds(f"gpus{g}", "fcfs,batch,mqfq-sticky,sluice", "--gpus", str(g), "--target-util", "1.4")
     rows.append([g] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
 table(["GPUs", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+
+print("## Footprint sensitivity (every function's GPU footprint set to X GB; seeds 1-10 avg, seed 1 in parentheses)\n")
+rows = []
+for fp in ("0.5", "1", "2", "3"):
+    acc = seeds(f"fp{fp}", "fcfs,batch,mqfq-sticky,sluice", "--footprint-gb", fp)
+    row = [fp]
+    for p in ("fcfs", "batch", "mqfq-sticky", "sluice"):
+        row.append(f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} ({f2(acc[p][0]['mean_latency_s'])}) / "
+                   f"{mean([r['interfunction_variance'] for r in acc[p]]):.0f} ({acc[p][0]['interfunction_variance']:.0f})")
+    rows.append(row)
+table(["footprint GB", "fcfs mean / var", "batch mean / var", "mqfq-sticky mean / var", "sluice mean / var"], rows)
