@@ -18,12 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluice-gpu/sluice/bpf"
 	"github.com/sluice-gpu/sluice/bpf/observer"
+	"github.com/sluice-gpu/sluice/daemon/monitor"
 	"github.com/sluice-gpu/sluice/internal/config"
 	"github.com/sluice-gpu/sluice/internal/version"
 )
@@ -61,6 +63,7 @@ func parseConfig(args []string, stderr io.Writer) (config.Config, error) {
 	format := fs.String("log-format", def.LogFormat, "log format: text or json")
 	shutdown := fs.Duration("shutdown-timeout", time.Duration(def.ShutdownTimeout), "graceful shutdown limit")
 	ebpfOn := fs.Bool("ebpf", def.EBPF.Enabled, "observe GPU activity per container with eBPF uprobes (needs root)")
+	nvmlOn := fs.Bool("nvml", def.NVML, "read GPU utilization and memory through NVML")
 	ebpfLib := fs.String("ebpf-library", def.EBPF.Library, "CUDA driver library to probe (default: the host's libcuda.so.1)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +98,8 @@ func parseConfig(args []string, stderr io.Writer) (config.Config, error) {
 			cfg.LogFormat = *format
 		case "shutdown-timeout":
 			cfg.ShutdownTimeout = config.Duration(*shutdown)
+		case "nvml":
+			cfg.NVML = *nvmlOn
 		case "ebpf":
 			cfg.EBPF.Enabled = *ebpfOn
 		case "ebpf-library":
@@ -128,6 +133,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(),
 	)
+
+	if cfg.NVML {
+		gpus, err := openNVML(nvml.New(), reg, log)
+		if err != nil {
+			return err
+		}
+		if gpus != nil {
+			defer gpus.Close()
+			mctx, mcancel := context.WithCancel(ctx)
+			defer mcancel()
+			go sampleGPUs(mctx, gpus, time.Duration(cfg.MonitorInterval), log)
+		}
+	}
 
 	obs, err := openObserver(cfg.EBPF, reg, log)
 	if err != nil {
@@ -199,6 +217,46 @@ func openObserver(cfg config.EBPF, reg prometheus.Registerer, log *slog.Logger) 
 		return nil, err
 	}
 	return o, nil
+}
+
+// openNVML opens NVML through lib. Where NVML cannot run (no driver, no
+// GPU) it logs one line and returns nil and no error.
+func openNVML(lib nvml.Interface, reg prometheus.Registerer, log *slog.Logger) (*monitor.NVML, error) {
+	n, err := monitor.OpenNVML(lib, reg)
+	if errors.Is(err, monitor.ErrNotSupported) {
+		log.Warn("nvml unavailable: running without GPU device readings", "reason", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range n.Devices() {
+		log.Info("gpu", "index", d.Index, "uuid", d.UUID, "name", d.Name, "memory_bytes", d.TotalBytes)
+	}
+	return n, nil
+}
+
+// sampleGPUs reads NVML every interval so that /metrics is current. The
+// live scheduler loop takes the same samples as monitor events.
+func sampleGPUs(ctx context.Context, n *monitor.NVML, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := n.Sample()
+		switch {
+		case err != nil && !failing:
+			log.Warn("nvml sample", "err", err)
+		case err == nil && failing:
+			log.Info("nvml sample recovered")
+		}
+		failing = err != nil
+	}
 }
 
 // drainSamples consumes the observer's per-container activity batches.

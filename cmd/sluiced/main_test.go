@@ -63,6 +63,9 @@ func TestServeHealthAndMetricsThenShutDown(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not shut down within 15s of cancel")
 	}
+	if n := strings.Count(logs.String(), "nvml unavailable"); n != 1 {
+		t.Errorf("want exactly one line saying NVML is not available (no GPU here), got %d:\n%s", n, logs.String())
+	}
 	if n := strings.Count(logs.String(), "ebpf observability disabled"); n != 1 {
 		t.Errorf("want exactly one line saying eBPF is disabled, got %d:\n%s", n, logs.String())
 	}

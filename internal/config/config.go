@@ -38,6 +38,11 @@ type Config struct {
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
 	// EBPF configures the eBPF observer (uprobes on the CUDA driver).
 	EBPF EBPF `json:"ebpf"`
+	// NVML reads GPU utilization and memory through NVML. Default true;
+	// without libnvidia-ml (no GPU) the daemon logs one line and goes on.
+	NVML bool `json:"nvml"`
+	// MonitorInterval is how often GPU state is sampled. Default "500ms".
+	MonitorInterval Duration `json:"monitor_interval"`
 }
 
 // EBPF configures the eBPF observer. Where eBPF cannot run (not root, no BTF,
@@ -66,6 +71,8 @@ func Default() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: Duration(10 * time.Second),
 		EBPF:            EBPF{Enabled: true, Interval: Duration(time.Second)},
+		NVML:            true,
+		MonitorInterval: Duration(500 * time.Millisecond),
 	}
 }
 
@@ -150,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("%w: field shutdown_timeout %s: must be positive", ErrInvalid, time.Duration(c.ShutdownTimeout))
+	}
+	if c.MonitorInterval <= 0 {
+		return fmt.Errorf("%w: field monitor_interval %s: must be positive", ErrInvalid, time.Duration(c.MonitorInterval))
 	}
 	if c.EBPF.Interval <= 0 {
 		return fmt.Errorf("%w: field ebpf.interval %s: must be positive", ErrInvalid, time.Duration(c.EBPF.Interval))

@@ -68,6 +68,7 @@ func TestValidate(t *testing.T) {
 		{"level", func(c *Config) { c.LogLevel = "loud" }, "field log_level"},
 		{"format", func(c *Config) { c.LogFormat = "xml" }, "field log_format"},
 		{"timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "field shutdown_timeout"},
+		{"monitor interval", func(c *Config) { c.MonitorInterval = 0 }, "field monitor_interval"},
 		{"ebpf interval", func(c *Config) { c.EBPF.Interval = -1 }, "field ebpf.interval"},
 	}
 	for _, tt := range tests {
