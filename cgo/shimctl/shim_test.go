@@ -743,3 +743,74 @@ func TestShimLazyRegistrationWithoutContext(t *testing.T) {
 	fmt.Fprintln(ctl.in, "exit")
 	ctl.in.Flush()
 }
+
+// TestShimPrefetchOnPrivateStreamInAppContext reads the fake driver's call
+// log: the daemon's prefetch runs on the shim's control thread, in the
+// application's own context (pushed, not created), on a stream the shim
+// created non-blocking, and every prefetch goes to that stream.
+func TestShimPrefetchOnPrivateStreamInAppContext(t *testing.T) {
+	srv, opened, _ := startServer(t, Config{})
+	logPath := filepath.Join(t.TempDir(), "fakecuda.log")
+	p := startShimProcOn(t, srv.Addr(), "fn-stream", filepath.Join(t.TempDir(), "emugpu"),
+		"FAKECUDA_LOG="+logPath)
+	ready := p.expect("ready")
+	pid, appCtx := ready[1], ready[2]
+	s := waitSession(t, opened)
+	p.do("alloc 1048576", "ok")
+	p.do("alloc 2097152", "ok")
+	if r, err := s.EvictToHost(context.Background()); err != nil || r.Err() != nil {
+		t.Fatalf("evict: %v %+v", err, r)
+	}
+	if r, err := s.PrefetchToDevice(context.Background()); err != nil || r.Err() != nil || r.Bytes != 3*mib {
+		t.Fatalf("prefetch: %v %+v", err, r)
+	}
+	fmt.Fprintln(p.in, "exit")
+	p.in.Flush()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatalf("read fake driver log: %v", err)
+	}
+	field := func(line, key string) string {
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	var pushed []string
+	private := map[string]bool{}
+	prefetches := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if field(l, "pid") != pid || field(l, "tid") == pid || field(l, "rc") != "0" {
+			continue // not the shim's control thread (the main thread's tid is the pid)
+		}
+		switch name := strings.Fields(l)[0]; {
+		case name == "cuCtxPushCurrent_v2":
+			pushed = append(pushed, field(l, "ctx"))
+		case name == "cuStreamCreate":
+			if field(l, "flags") != "0x1" {
+				t.Errorf("control thread created a blocking stream: %s", l)
+			}
+			private[field(l, "stream")] = true
+		case strings.HasPrefix(name, "cuMemPrefetchAsync"):
+			prefetches++
+			if !private[field(l, "stream")] {
+				t.Errorf("prefetch not on the shim's private stream: %s", l)
+			}
+		case strings.HasPrefix(name, "cuCtxCreate"), strings.HasPrefix(name, "cuDevicePrimaryCtxRetain"),
+			name == "cuCtxSetCurrent":
+			t.Errorf("control thread created or set a context: %s", l)
+		}
+	}
+	if len(private) != 1 || prefetches < 4 || len(pushed) == 0 {
+		t.Fatalf("control thread: %d private streams, %d prefetches, pushed %v\n%s", len(private), prefetches, pushed, b)
+	}
+	t.Logf("control thread: private streams %v, %d prefetches, contexts pushed %v (application's %s)",
+		private, prefetches, pushed, appCtx)
+	for _, c := range pushed {
+		if c != appCtx {
+			t.Errorf("control thread pushed context %s, the application's is %s", c, appCtx)
+		}
+	}
+}

@@ -35,9 +35,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		seed      = fs.Uint64("seed", 1, "seed for sampling functions and inter-arrival times")
 		gpus      = fs.Int("gpus", 1, "GPUs")
 		d         = fs.Int("d", 2, "device concurrency D per GPU")
+		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default 2 x --d)")
 		t         = fs.Duration("t", 5*time.Second, "throttle threshold T (negative: off)")
 		ttl       = fs.Float64("ttl", -1.5, "anticipation TTL: seconds if >= 0, else |ttl| x mean inter-arrival time")
-		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement (token, memory, costttl, scalet, waitbusy, prefetch, retag)")
+		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement (adaptived, memory, costttl, scalet, waitbusy, prefetch, retag); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
 		out       = fs.String("out", "", "output directory (required)")
 		selectCnt = fs.Int("select", 20, "MQFQ-Sticky candidate set size")
 		utilCap   = fs.Float64("util-cap", 0, "utilization cap 0-1 (0: off)")
@@ -111,7 +112,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	base := core.Config{GPUs: *gpus, D: *d, T: *t, TTL: *ttl, TTLSet: true, SelectCount: *selectCnt, UtilCap: *utilCap,
+	base := core.Config{GPUs: *gpus, D: *d, DMax: *dMax, T: *t, TTL: *ttl, TTLSet: true, SelectCount: *selectCnt, UtilCap: *utilCap,
 		ContainersPerGPU: *ctrs, KeepAlive: *keepAlive, NoMemoryManagement: *noMem, TScale: *tScale, CostTTLFactor: *costTTL}
 	if *t == 0 {
 		base.T = time.Nanosecond // T = 0 means "throttle as soon as ahead"
@@ -243,12 +244,13 @@ type policySpec struct {
 	name     string
 	policy   core.Policy
 	batchCap int
+	hold     bool // core.HoldColdSuffix: reproduce the reference's slot held during cold starts
 	custom   bool
 	only     bool     // names are the improvements kept (else: dropped)
 	names    []string // improvement names
 }
 
-var improvementNames = []string{"token", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag"}
+var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag"}
 
 func parsePolicies(s string) ([]policySpec, error) {
 	var out []policySpec
@@ -278,11 +280,11 @@ func parsePolicies(s string) ([]policySpec, error) {
 			out = append(out, sp)
 			continue
 		}
-		p, n, err := core.ParsePolicy(item)
+		c, err := core.ApplyPolicy(item, core.Config{})
 		if err != nil {
 			return nil, err
 		}
-		sp.policy, sp.batchCap = p, n
+		sp.policy, sp.batchCap, sp.hold = c.Policy, c.BatchCap, c.HoldColdSlot
 		out = append(out, sp)
 	}
 	if len(out) == 0 {
@@ -292,11 +294,11 @@ func parsePolicies(s string) ([]policySpec, error) {
 }
 
 func (sp policySpec) apply(c core.Config) core.Config {
-	c.Policy, c.BatchCap = sp.policy, sp.batchCap
+	c.Policy, c.BatchCap, c.HoldColdSlot = sp.policy, sp.batchCap, sp.hold
 	if sp.custom {
 		on := func(name string) bool { return slices.Contains(sp.names, name) == sp.only }
-		c.Improvements = core.Improvements{NoTokenColdStart: on("token"), MemoryAware: on("memory"), CostAwareTTL: on("costttl"),
-			ScaleT: on("scalet"), WaitForBusy: on("waitbusy"), PrefetchAhead: on("prefetch"), Retag: on("retag")}
+		c.Improvements = core.Improvements{MemoryAware: on("memory"), CostAwareTTL: on("costttl"),
+			ScaleT: on("scalet"), AdaptiveD: on("adaptived"), WaitForBusy: on("waitbusy"), PrefetchAhead: on("prefetch"), Retag: on("retag")}
 		c.ImprovementsSet = true
 	}
 	return c

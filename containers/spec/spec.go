@@ -433,7 +433,7 @@ func (f *Function) HostCommand(rt HostRuntimes) ([]string, error) {
 		if rt.Python == "" {
 			return nil, fmt.Errorf("function %q: the Python runtime is not available", f.Name)
 		}
-		return []string{"python3", rt.Python, f.Path(b.Python)}, nil
+		return []string{"python3", "-B", rt.Python, f.Path(b.Python)}, nil
 	case len(f.Command) > 0:
 		return f.Command, nil
 	}

@@ -92,7 +92,7 @@ func TestLoadResolvesPaths(t *testing.T) {
 		t.Errorf("dir %q, want %q", f.Dir, dir)
 	}
 	cmd, err := f.HostCommand(HostRuntimes{Python: "/rt.py"})
-	if err != nil || len(cmd) != 3 || cmd[0] != "python3" || cmd[2] != filepath.Join(dir, "main.py") {
+	if err != nil || len(cmd) != 4 || cmd[0] != "python3" || cmd[1] != "-B" || cmd[3] != filepath.Join(dir, "main.py") {
 		t.Errorf("host command %v %v", cmd, err)
 	}
 	if got := f.ImageCommand(); strings.Join(got, " ") != "/usr/bin/python3 -B /sluice/runtime.py /fn/main.py" {

@@ -41,12 +41,6 @@ func Policies() []Policy {
 // 6). PolicySluice turns all on; each can be switched off for ablation
 // (docs/EVALUATION.md).
 type Improvements struct {
-	// NoTokenColdStart: never hold a D slot during a cold start. The chosen
-	// request leaves its queue (its flow is charged as usual) and is bound
-	// to the new container, which takes a slot when it is up; meanwhile the
-	// slot serves other flows. At most D such starts run per GPU, and only
-	// where the new container fits in memory after evicting idle ones.
-	NoTokenColdStart bool
 	// MemoryAware: choose eviction victims by flow state (Inactive, then
 	// Throttled, then Active) and, within a state, by the farthest
 	// forecast next use (last arrival + mean inter-arrival time; Belady's
@@ -73,6 +67,16 @@ type Improvements struct {
 	// at a time; beyond that, or if it cannot be made to fit, the dispatch
 	// prefetches with the slot held as before.
 	PrefetchAhead bool
+	// AdaptiveD: choose each GPU's concurrency limit from measured
+	// slowdown instead of fixing it at D (reference section 6: "measured
+	// slowdown vs isolated execution, AIMD on D"). Each completion's GPU
+	// time over its function's shortest measured GPU time is a slowdown
+	// sample for the concurrency it was dispatched at; the limit starts at
+	// D and hill-climbs on measured throughput k / slowdown(k) between 1
+	// and Config.DMax: up one while the next level is unmeasured or
+	// promises 5% more throughput, down one when the level below gave
+	// more.
+	AdaptiveD bool
 	// Retag: when a flow's GPU-time estimate changes by 2x or more from the
 	// one its queued requests were tagged with (in particular on its first
 	// measurement, which replaces the T/10 prior), re-tag the queue with
@@ -90,6 +94,8 @@ type Config struct {
 	// D is the device concurrency: invocations running at once per GPU.
 	// Default 2.
 	D int
+	// DMax bounds Improvements.AdaptiveD's concurrency limit. Default 2 x D.
+	DMax int
 	// GPUMemBytes is each GPU's memory capacity. Default 16 GiB.
 	GPUMemBytes int64
 	// T is the throttle threshold: a flow whose start tag is more than T
@@ -119,6 +125,15 @@ type Config struct {
 	// NoMemoryManagement disables Prefetch and Evict actions (pure demand
 	// paging). Default false.
 	NoMemoryManagement bool
+	// HoldColdSlot reproduces the reference implementation's defect 9
+	// (mqfq-sticky.md section 5): a cold start holds its D slot for the
+	// whole start. Default false, for every policy: the chosen request
+	// leaves its queue (its flow is charged as usual) and is bound to the
+	// new container, which takes a slot only when it is up; meanwhile the
+	// slot serves other flows. At most D such starts run per GPU, and only
+	// where the new container fits in memory after evicting idle ones.
+	// Policy names take it as a ":hold-cold" suffix (ParsePolicy).
+	HoldColdSlot bool
 	// Improvements are Sluice's changes; New fills them for PolicySluice
 	// unless ImprovementsSet.
 	Improvements Improvements
@@ -161,6 +176,23 @@ func ParsePolicy(s string) (Policy, int, error) {
 	return p, n, nil
 }
 
+// HoldColdSuffix, appended to a policy name ("mqfq-sticky:hold-cold"),
+// sets Config.HoldColdSlot: the reference implementation's behaviour of
+// holding a D slot during cold starts.
+const HoldColdSuffix = ":hold-cold"
+
+// ApplyPolicy parses a policy name with its optional "batch:N" argument and
+// HoldColdSuffix into c's Policy, BatchCap and HoldColdSlot.
+func ApplyPolicy(s string, c Config) (Config, error) {
+	name, hold := strings.CutSuffix(s, HoldColdSuffix)
+	p, n, err := ParsePolicy(name)
+	if err != nil {
+		return c, err
+	}
+	c.Policy, c.BatchCap, c.HoldColdSlot = p, n, hold
+	return c, nil
+}
+
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.Policy == "" {
@@ -171,6 +203,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.D == 0 {
 		c.D = 2
+	}
+	if c.DMax == 0 {
+		c.DMax = 2 * c.D
 	}
 	if c.GPUMemBytes == 0 {
 		c.GPUMemBytes = 16 << 30
@@ -203,7 +238,7 @@ func (c Config) WithDefaults() Config {
 		c.MonitorPeriod = 500 * time.Millisecond
 	}
 	if c.Policy == PolicySluice && !c.ImprovementsSet {
-		c.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
+		c.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
 	}
 	return c
 }
@@ -221,6 +256,8 @@ func (c Config) Validate() error {
 		return bad("GPUs", "%d not in 1..1024", c.GPUs)
 	case c.D < 1 || c.D > 1024:
 		return bad("D", "%d not in 1..1024", c.D)
+	case c.DMax < c.D || c.DMax > 1024:
+		return bad("DMax", "%d not in D..1024", c.DMax)
 	case c.GPUMemBytes <= 0:
 		return bad("GPUMemBytes", "%d must be positive", c.GPUMemBytes)
 	case c.SelectCount < 1:

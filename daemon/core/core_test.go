@@ -300,9 +300,11 @@ func TestMemoryMakeRoom(t *testing.T) {
 
 // TestUtilizationCap: with a cap, a free slot is not used while the
 // utilization estimate (EWMA of monitor samples) is above it, and WakeAt
-// asks for a re-check one monitor period later.
+// asks for a re-check one monitor period later. Cold starts hold their slot
+// here (HoldColdSlot) so that each dispatch adds its provisional share at
+// once; without it a start takes its slot (and share) when it is up.
 func TestUtilizationCap(t *testing.T) {
-	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 3, UtilCap: 0.8})
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 3, UtilCap: 0.8, HoldColdSlot: true})
 	mustStep(t, s, 0, Register(0, "a", 0, 0))
 	mustStep(t, s, 0, Register(1, "b", 0, 0))
 	mustStep(t, s, 0, Arrived(1, 0))

@@ -25,7 +25,7 @@ func (s *Scheduler) schedule() {
 
 // slotFree reports whether g can take one more invocation.
 func (s *Scheduler) slotFree(g *gpu) bool {
-	if g.used >= s.cfg.D {
+	if g.used >= g.lim {
 		return false
 	}
 	if s.cfg.UtilCap > 0 && g.utilSeen && g.utilEst+g.utilProv > s.cfg.UtilCap {
@@ -44,8 +44,9 @@ func (s *Scheduler) freeSlot() bool {
 	return false
 }
 
-// noTokenColdStart reports whether cold starts run without a D slot.
-func (s *Scheduler) noTokenColdStart() bool { return s.cfg.Improvements.NoTokenColdStart }
+// noTokenColdStart reports whether cold starts run without a D slot (always,
+// unless HoldColdSlot reproduces the reference's defect 9).
+func (s *Scheduler) noTokenColdStart() bool { return !s.cfg.HoldColdSlot }
 
 // servable reports whether f's head could be dispatched now in the
 // reference's terms: an idle container on a GPU with a free slot, or a free
@@ -95,7 +96,7 @@ func (s *Scheduler) ready(f *flow) bool {
 		idle.g.ahead++
 		return false
 	}
-	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
+	if s.noTokenColdStart() && s.gpuForBoundStart(f) == nil {
 		return false // no GPU can take another cold start now
 	}
 	if imp.WaitForBusy && f.inFlight > 0 {
@@ -180,6 +181,8 @@ func (s *Scheduler) serve(f *flow, batch int) {
 func (s *Scheduler) run(c *container, r request) {
 	c.state = ctrBusy
 	c.cur = r.inv
+	c.g.addRunning(s.now, 1)
+	c.runArea, c.runAt = c.g.area, s.now
 	c.lastUsed = s.now
 	s.live[r.inv] = c
 	s.prefetch(c, true)

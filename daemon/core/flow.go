@@ -67,6 +67,7 @@ type flow struct {
 	lastServiced Time
 	tau          float64 // EWMA of GPU time, seconds
 	tauKnown     bool
+	minGPU       float64 // shortest GPU time measured running alone: isolated time (AdaptiveD)
 	tagTau       float64 // the tau the queued requests were tagged with
 
 	nArr              int
@@ -145,6 +146,11 @@ type container struct {
 	boundReq  request
 	batchLeft int
 	token     bool
+	// runArea and runAt: the GPU's running-invocation area and the time
+	// when the current invocation was dispatched (Improvements.AdaptiveD
+	// attributes its slowdown to the mean concurrency over its run).
+	runArea float64
+	runAt   Time
 }
 
 // gpu is one device: its D slots and memory.
@@ -158,4 +164,22 @@ type gpu struct {
 	utilEst  float64 // EWMA of utilization samples
 	utilProv float64 // provisional shares of dispatches since the last sample
 	utilSeen bool
+	// Improvements.AdaptiveD: the current concurrency limit (Config.D
+	// otherwise) and, per level k, the EWMA of measured slowdown of
+	// invocations dispatched at k and how many samples it has.
+	lim   int
+	slow  []float64
+	slowN []int
+	// running invocations, and the integral of running over time up to
+	// areaAt (invocation-seconds).
+	running int
+	area    float64
+	areaAt  Time
+}
+
+// addRunning brings g's running area up to now and adds d to running.
+func (g *gpu) addRunning(now Time, d int) {
+	g.area += float64(g.running) * now.Sub(g.areaAt).Seconds()
+	g.areaAt = now
+	g.running += d
 }

@@ -72,12 +72,14 @@ func propertySeeds() uint64 {
 var propertyConfigs = []Config{
 	{Policy: PolicyMQFQ, D: 2},
 	{Policy: PolicyMQFQSticky, D: 2},
+	{Policy: PolicyMQFQSticky, D: 2, HoldColdSlot: true},
 	{Policy: PolicyMQFQSticky, D: 1, GPUs: 2},
 	{Policy: PolicyMQFQSticky, D: 3, ContainersPerGPU: 4, GPUMemBytes: 8e9},
 	{Policy: PolicySluice, D: 2},
 	{Policy: PolicySluice, D: 2, GPUs: 2, ContainersPerGPU: 6},
-	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{NoTokenColdStart: true, PrefetchAhead: true, Retag: true, MemoryAware: true}},
+	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{PrefetchAhead: true, Retag: true, MemoryAware: true}},
 	{Policy: PolicyFCFS, D: 2},
+	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
 	{Policy: PolicyBatch, D: 2, BatchCap: 3},
 	{Policy: PolicySJF, D: 2},
 }
@@ -87,7 +89,7 @@ var propertyConfigs = []Config{
 func TestPropertyNoStarvation(t *testing.T) {
 	for _, cfg := range propertyConfigs {
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
 				d := randomTrace(t, cfg, seed, 1+int(seed%12), 300, nil)
 				for inv := InvID(1); inv <= 300; inv++ {
 					if !d.dispatched[inv] && !d.failed[inv] {
@@ -130,7 +132,7 @@ func TestPropertyWorkConservation(t *testing.T) {
 						d.now, f.id, f.q.len(), f.inFlight, tail(d.log))
 				}
 			}
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
 			})
 		}
@@ -154,7 +156,7 @@ func (s *Scheduler) blockedBySluice(f *flow) bool {
 	if idle {
 		return movingIn
 	}
-	if imp.NoTokenColdStart && s.gpuForBoundStart(f) == nil {
+	if s.noTokenColdStart() && s.gpuForBoundStart(f) == nil {
 		return true
 	}
 	if imp.WaitForBusy && f.inFlight > 0 {
@@ -188,7 +190,7 @@ func TestPropertyFairnessBound(t *testing.T) {
 		}
 		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
 			cfg.ImprovementsSet = true // ScaleT makes T vary; check the rest
-			cfg.Improvements = Improvements{NoTokenColdStart: true, MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
+			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
 		}
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
@@ -221,7 +223,7 @@ func TestPropertyFairnessBound(t *testing.T) {
 					}
 				}
 			}
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d/seed%d", cfg.Policy, cfg.D, cfg.GPUs, seed), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
 			})
 		}

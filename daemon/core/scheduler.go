@@ -60,7 +60,7 @@ func New(cfg Config) (*Scheduler, error) {
 		s.heaps[i].slot = i
 	}
 	for i := 0; i < cfg.GPUs; i++ {
-		s.gpus = append(s.gpus, &gpu{idx: i})
+		s.gpus = append(s.gpus, &gpu{idx: i, lim: cfg.D, slow: make([]float64, cfg.DMax+1), slowN: make([]int, cfg.DMax+1)})
 	}
 	return s, nil
 }
@@ -237,6 +237,15 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 	f.inFlight--
 	f.failStreak = 0
 	sample := gpuTime.Seconds()
+	g.addRunning(s.now, 0)
+	conc := float64(g.running)
+	if dt := s.now.Sub(c.runAt).Seconds(); dt > 0 {
+		conc = (g.area - c.runArea) / dt
+	}
+	g.addRunning(s.now, -1)
+	if s.cfg.Improvements.AdaptiveD {
+		s.adaptD(g, f, conc, sample)
+	}
 	old := f.tau
 	if f.tauKnown {
 		f.tau = 0.9*f.tau + 0.1*sample

@@ -155,12 +155,13 @@ func scriptCommand(s *Scheduler, line string) ([]string, *Scheduler, error) {
 		if _, ok := args["ttl"]; ok {
 			cfg.TTL, cfg.TTLSet = num("ttl"), true
 		}
+		if _, ok := args["hold-cold"]; ok {
+			cfg.HoldColdSlot = true
+		}
 		if v, ok := args["imp"]; ok {
 			cfg.ImprovementsSet = true
 			for _, name := range strings.Split(v, "+") {
 				switch name {
-				case "token":
-					cfg.Improvements.NoTokenColdStart = true
 				case "memory":
 					cfg.Improvements.MemoryAware = true
 				case "costttl":

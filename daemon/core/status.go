@@ -21,6 +21,7 @@ type FlowStatus struct {
 type GPUStatus struct {
 	Index         int
 	SlotsUsed     int
+	SlotLimit     int // D, or Improvements.AdaptiveD's current limit
 	ResidentBytes int64
 	Containers    int
 	Util          float64
@@ -57,7 +58,7 @@ func (s *Scheduler) Status() Status {
 		st.Flows = append(st.Flows, fs)
 	}
 	for _, g := range s.gpus {
-		st.GPUs = append(st.GPUs, GPUStatus{Index: g.idx, SlotsUsed: g.used, ResidentBytes: g.resident, Containers: len(g.ctrs), Util: g.utilEst})
+		st.GPUs = append(st.GPUs, GPUStatus{Index: g.idx, SlotsUsed: g.used, SlotLimit: g.lim, ResidentBytes: g.resident, Containers: len(g.ctrs), Util: g.utilEst})
 	}
 	return st
 }

@@ -1,6 +1,7 @@
 /*
  * Test 6 and 8, driven line by line on stdin by the Go test daemon
- * (cgo/shimctl, TestShimCommands / TestShimFork). Commands:
+ * (cgo/shimctl, TestShimCommands / TestShimFork). It first says
+ * "ready PID CTX" (CTX: its context, "(nil)" with SLUICE_TEST_LAZY). Commands:
  *   alloc N     cuMemAlloc_v2 of N bytes         -> "ok PTR"
  *   async N     cuMemAllocAsync of N bytes       -> "ok PTR"
  *   info        cuMemGetInfo_v2                  -> "info FREE TOTAL"
@@ -60,7 +61,7 @@ int main(void)
 		CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ready %d\n", (int)getpid());
+	printf("ready %d %p\n", (int)getpid(), (void *)ctx);
 	char line[256];
 	int pipefd[2] = {-1, -1};
 	while (fgets(line, sizeof(line), stdin)) {
