@@ -74,6 +74,23 @@ func TestParsePolicy(t *testing.T) {
 			t.Errorf("ParsePolicy(%q) = %q, %d, %v", tc.in, p, n, err)
 		}
 	}
+	for _, tc := range []struct {
+		in        string
+		p         Policy
+		n         int
+		hold, bad bool
+	}{
+		{"mqfq-sticky", PolicyMQFQSticky, 0, false, false},
+		{"mqfq-sticky:hold-cold", PolicyMQFQSticky, 0, true, false},
+		{"batch:10:hold-cold", PolicyBatch, 10, true, false},
+		{"fcfs:hold-cold:hold-cold", "", 0, false, true},
+		{"hold-cold", "", 0, false, true},
+	} {
+		c, err := ApplyPolicy(tc.in, Config{})
+		if (err != nil) != tc.bad || (err == nil && (c.Policy != tc.p || c.BatchCap != tc.n || c.HoldColdSlot != tc.hold)) {
+			t.Errorf("ApplyPolicy(%q) = %q, %d, hold %v, %v", tc.in, c.Policy, c.BatchCap, c.HoldColdSlot, err)
+		}
+	}
 }
 
 // TestTags checks start and finish tags: S = max(V, F_flow), F = S + tau/w,
@@ -352,5 +369,38 @@ func TestWeights(t *testing.T) {
 	// light (its first request already left the queue).
 	if h, l := st.Flows[0], st.Flows[1]; h.F-h.S != 1.5 || l.F-l.S != 3 {
 		t.Fatalf("tag spans heavy %g light %g, want 1.5 and 3", h.F-h.S, l.F-l.S)
+	}
+}
+
+// TestColdStartSlot: by default a cold start holds no D slot, so with D = 1
+// a second function's warm container runs while the first function's
+// container starts; with HoldColdSlot (the reference's defect 9) the slot
+// stays taken until the start completes.
+func TestColdStartSlot(t *testing.T) {
+	for _, hold := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, HoldColdSlot: hold})
+		mustStep(t, s, 0, Register(0, "a", 0, 0))
+		mustStep(t, s, 0, Register(1, "b", 0, 0))
+		// Warm b's container first.
+		rd := mustStep(t, s, 0, Arrived(1, 1))
+		if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActStartContainer {
+			t.Fatalf("hold=%v: actions %v, want b's cold start", hold, rd.Actions)
+		}
+		cb := rd.Actions[0].Ctr
+		mustStep(t, s, 2, ContainerReady(cb))
+		mustStep(t, s, 2.1, Completed(1, 100*time.Millisecond, 0))
+		// a needs a cold start; b arrives while it runs.
+		mustStep(t, s, 3, Arrived(2, 0))
+		rd = mustStep(t, s, 3.1, Arrived(3, 1))
+		dispatched := false
+		for _, a := range rd.Actions {
+			dispatched = dispatched || (a.Kind == ActDispatch && a.Inv == 3 && a.Ctr == cb)
+		}
+		if dispatched == hold {
+			t.Fatalf("hold=%v: b dispatched during a's cold start = %v; actions %v", hold, dispatched, rd.Actions)
+		}
+		if st := s.Status(); hold && st.GPUs[0].SlotsUsed != 1 {
+			t.Fatalf("hold=%v: %d slots used during the cold start, want 1", hold, st.GPUs[0].SlotsUsed)
+		}
 	}
 }

@@ -208,3 +208,39 @@ func BenchmarkAllPolicies(b *testing.B) {
 		}
 	}
 }
+
+// TestAdaptiveD: sluice's measured-throughput concurrency limit climbs above
+// D = 2 when the model's slowdown curve makes 3 at a time give more
+// throughput (default curve: 3 / 1.64 > 2 / 1.27), and ends back at 2 when
+// a steeper curve makes 3 at a time give less (slowdown6 = 8: s(3) = 2.03,
+// 3 / 2.03 < 2 / 1.27).
+func TestAdaptiveD(t *testing.T) {
+	w, err := workload.Default(workload.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		slowdown6   float64
+		wantMaxOver bool // the limit rose above 2 at some point
+		wantFinal   int
+	}{{3.0, true, 0}, {8.0, false, 2}} {
+		m := DefaultGPUModel()
+		m.Slowdown6 = tc.slowdown6
+		hi, final := 0, 0
+		cfg := core.Config{Policy: core.PolicySluice, ImprovementsSet: true,
+			Improvements: core.Improvements{MemoryAware: true, Retag: true, WaitForBusy: true, AdaptiveD: true}}
+		_, err := Run(context.Background(), w, Options{Model: m, Core: cfg, Observe: func(_ core.Time, s *core.Scheduler) {
+			final = s.Status().GPUs[0].SlotLimit
+			hi = max(hi, final)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.wantMaxOver && hi <= 2 {
+			t.Errorf("slowdown6 %g: limit never rose above 2", tc.slowdown6)
+		}
+		if tc.wantFinal != 0 && final != tc.wantFinal {
+			t.Errorf("slowdown6 %g: final limit %d, want %d (highest %d)", tc.slowdown6, final, tc.wantFinal, hi)
+		}
+	}
+}

@@ -36,7 +36,8 @@ def f2(x):
     return f"{x:.2f}"
 
 
-ALL = "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice"
+ALL = "fcfs,batch,sjf,mqfq,mqfq-sticky,mqfq-sticky:hold-cold,sluice"
+FULL = "sluice:+memory+costttl+scalet+waitbusy+prefetch+retag+adaptived"
 
 print("## Default workload, D = 2 (seed 1)\n")
 res, wl = sim("default")
@@ -91,9 +92,9 @@ table(SEEDHEAD, seedrows(seeds("seeds", ALL)))
 print("## D = 1/2/3 (default workload, seed 1; mean latency s, fn variance s²)\n")
 rows = []
 for d in (1, 2, 3):
-    res, _ = sim(f"d{d}", "--d", str(d))
-    rows.append([d] + [f"{f2(res[p]['mean_latency_s'])} / {res[p]['interfunction_variance']:.0f}" for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
-table(["D", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+    res, _ = sim(f"d{d}", "--d", str(d), "--policy", "fcfs,batch,mqfq-sticky,mqfq-sticky:hold-cold,sluice," + FULL)
+    rows.append([d] + [f"{f2(res[p]['mean_latency_s'])} / {res[p]['interfunction_variance']:.0f}" for p in ("fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", FULL)])
+table(["D", "fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", "sluice+adaptived"], rows)
 rows = []
 for d in (1, 2, 3):
     acc = seeds(f"d{d}", "fcfs,batch,mqfq-sticky,sluice", "--d", str(d))
@@ -116,7 +117,8 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = "mqfq-sticky,sluice,sluice:-token,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-prefetch,sluice:+retag,sluice:+memory,sluice:+token,sluice:+prefetch,sluice:-scalet-costttl,sluice:-token-waitbusy"
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-prefetch,"
+      "sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy,sluice:-scalet-costttl," + FULL + ",sluice:+adaptived")
 acc = seeds("ablation", ab)
 table(SEEDHEAD, seedrows(acc))
 
