@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define SLUICE_PROTO_MAGIC 0x45434c53u /* "SLCE" little-endian */
-#define SLUICE_PROTO_VERSION 1
+#define SLUICE_PROTO_VERSION 2 /* 2: SLUICE_KIND_GRAPH added (arrays of 7 kinds) */
 #define SLUICE_USAGE_MAGIC 0x47534c53u /* "SLSG" */
 #define SLUICE_USAGE_PAGE_SIZE 4096
 #define SLUICE_FUNCTION_ID_MAX 128
@@ -64,10 +64,11 @@ enum sluice_kind {
 	SLUICE_KIND_MANAGED = 0,       /* cuMemAlloc/Pitch converted to managed */
 	SLUICE_KIND_ASYNC_MANAGED = 1, /* stream-ordered allocations made managed */
 	SLUICE_KIND_APP_MANAGED = 2,   /* the application's own cuMemAllocManaged */
-	SLUICE_KIND_DEVICE = 3,        /* device memory: capture/graph, IPC pools, no-UVM */
+	SLUICE_KIND_DEVICE = 3,        /* device memory: IPC pools, no-UVM (and capture without graph-pool queries) */
 	SLUICE_KIND_VMM = 4,           /* cuMemCreate on a device location */
 	SLUICE_KIND_ARRAY = 5,         /* CUDA arrays */
-	SLUICE_KIND_COUNT = 6,
+	SLUICE_KIND_GRAPH = 6,         /* the driver's graph memory pools (reserved bytes) */
+	SLUICE_KIND_COUNT = 7,
 };
 /* Kinds the daemon may move between host and device. */
 #define SLUICE_KIND_EVICTABLE(k) ((k) <= SLUICE_KIND_APP_MANAGED)
@@ -139,11 +140,11 @@ struct sluice_usage_page {
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct sluice_hdr) == 16, "sluice_hdr layout");
-_Static_assert(sizeof(struct sluice_register) == 16 + 16 + SLUICE_FUNCTION_ID_MAX + 16 * 16 + 8 * 6,
+_Static_assert(sizeof(struct sluice_register) == 16 + 16 + SLUICE_FUNCTION_ID_MAX + 16 * 16 + 8 * SLUICE_KIND_COUNT,
 	       "sluice_register layout");
 _Static_assert(sizeof(struct sluice_welcome) == 32, "sluice_welcome layout");
 _Static_assert(sizeof(struct sluice_command) == 40, "sluice_command layout");
-_Static_assert(sizeof(struct sluice_result) == 48 + 8 * 6, "sluice_result layout");
+_Static_assert(sizeof(struct sluice_result) == 48 + 8 * SLUICE_KIND_COUNT, "sluice_result layout");
 _Static_assert(sizeof(struct sluice_usage_page) <= SLUICE_USAGE_PAGE_SIZE, "usage page size");
 #endif
 

@@ -293,6 +293,7 @@ static int send_register(int fd)
 		m.device_count = (uint32_t)count;
 	}
 	memcpy(m.function_id, shim_cfg.function, strnlen(shim_cfg.function, sizeof(m.function_id) - 1));
+	mem_graph_refresh();
 	usage_copy(m.bytes);
 	int pfd = mem_usage_page_fd();
 	m.flags = (pfd >= 0 ? SLUICE_REG_USAGE_PAGE : 0) | (shim_cfg.convert ? SLUICE_REG_CONVERTING : 0) |
@@ -338,6 +339,9 @@ static void run_command(int fd, const struct sluice_command *c)
 		break;
 	}
 	res.duration_ns = now_ns() - t0;
+	mem_graph_refresh(); /* graph memory changes at launches: read it now */
+	if (c->op == SLUICE_OP_REPORT_USAGE)
+		res.bytes = mem_live_bytes();
 	usage_copy(res.usage);
 	SHIM_LOG("command %llu op %u: status %d, %llu bytes, %llu ns", (unsigned long long)c->id,
 		 c->op, res.status, (unsigned long long)res.bytes, (unsigned long long)res.duration_ns);

@@ -5,8 +5,10 @@
  * cuMemAlloc_v2 / cuMemAllocPitch_v2 become cuMemAllocManaged(ATTACH_GLOBAL);
  * stream-ordered allocations come from a managed pool on CUDA 13 drivers and
  * fall back to synchronous managed allocations with a deferred free on 12.x;
- * nothing is converted while a stream captures. VMM, arrays, IPC pools and
- * capture allocations pass through and count as non-evictable. The table is
+ * nothing is converted while a stream captures. VMM, arrays and IPC pools
+ * pass through and count as non-evictable; graph memory (captured
+ * stream-ordered allocations, allocation nodes) is read from the driver's
+ * graph pools when usage is computed. The table is
  * behind one mutex: allocation paths only, never a submission path.
  */
 #define _GNU_SOURCE
@@ -81,6 +83,72 @@ uint64_t mem_evictable_bytes(void)
 		if (SLUICE_KIND_EVICTABLE(k))
 			sum += __atomic_load_n(&p->live_bytes[k], __ATOMIC_RELAXED);
 	return sum;
+}
+
+/* ------------------------------------------------------- graph memory */
+
+/* Devices whose graph memory pool this process used (captured stream-ordered
+ * allocations, explicit allocation nodes, trims) or asked the capacity of:
+ * only these are queried, so the shim never touches a device (or makes a
+ * driver create state for one) the application does not use. */
+static _Atomic uint32_t graph_devs;
+static pthread_mutex_t graph_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void graph_dev_note(CUdevice d)
+{
+	if (d >= 0 && d < SLUICE_MAX_DEVICES)
+		atomic_fetch_or(&graph_devs, 1u << d);
+}
+
+static void graph_dev_note_current(void)
+{
+	CUdevice d = -1;
+	if (REAL(cuCtxGetDevice) != NULL && REAL(cuCtxGetDevice)(&d) == CUDA_SUCCESS)
+		graph_dev_note(d);
+}
+
+/* Set one kind's live bytes to an absolute value (the driver's figure). */
+static void mem_set_kind(int kind, uint64_t v)
+{
+	struct sluice_usage_page *p = page();
+	uint64_t old = __atomic_exchange_n(&p->live_bytes[kind], v, __ATOMIC_RELAXED);
+	if (old == v)
+		return;
+	if (v > old) {
+		uint64_t live = mem_live_bytes();
+		uint64_t peak = __atomic_load_n(&p->peak_bytes, __ATOMIC_RELAXED);
+		while (live > peak && !__atomic_compare_exchange_n(&p->peak_bytes, &peak, live, 1,
+								    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
+	}
+	__atomic_fetch_add(&p->seq, 1, __ATOMIC_RELEASE);
+}
+
+/* The graph kind is what the driver's graph pools hold for this process:
+ * the reserved (physical) bytes, which include memory freed by graphs but
+ * kept for their next launch until cuDeviceGraphMemTrim, and never less
+ * than the bytes of live graph allocations. Non-evictable. When a query
+ * fails the previous figure stays. */
+void mem_graph_refresh(void)
+{
+	cuDeviceGetGraphMemAttribute_fn q = REAL(cuDeviceGetGraphMemAttribute);
+	uint32_t m = atomic_load_explicit(&graph_devs, memory_order_relaxed);
+	if (q == NULL || m == 0)
+		return;
+	pthread_mutex_lock(&graph_mu); /* one reader at a time: no stale store wins */
+	uint64_t sum = 0;
+	int ok = 1;
+	for (int d = 0; d < SLUICE_MAX_DEVICES && ok; d++) {
+		if (!(m & (1u << d)))
+			continue;
+		cuuint64_t used = 0, reserved = 0;
+		ok = q(d, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &used) == CUDA_SUCCESS &&
+		     q(d, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved) == CUDA_SUCCESS;
+		sum += reserved > used ? reserved : used;
+	}
+	if (ok)
+		mem_set_kind(SLUICE_KIND_GRAPH, sum);
+	pthread_mutex_unlock(&graph_mu);
 }
 
 /* A fresh shared page in a sealed memfd; called once the shim knows it will
@@ -366,6 +434,7 @@ void mem_reap_deferred(void)
 
 void mem_atfork_prepare(void)
 {
+	pthread_mutex_lock(&graph_mu);
 	pthread_mutex_lock(&mu);
 	pthread_mutex_lock(&defer_mu);
 }
@@ -374,6 +443,7 @@ void mem_atfork_parent(void)
 {
 	pthread_mutex_unlock(&defer_mu);
 	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(&graph_mu);
 }
 
 /* The child's CUDA state is not the parent's: forget its allocations, give it
@@ -406,8 +476,10 @@ void mem_atfork_child(void)
 		local_page.version = SLUICE_PROTO_VERSION;
 		atomic_store(&shim_usage, &local_page);
 	}
+	atomic_store(&graph_devs, 0); /* the child has no graph memory yet */
 	pthread_mutex_unlock(&defer_mu);
 	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(&graph_mu);
 }
 
 /* Called from init when a socket is configured. */
@@ -486,7 +558,10 @@ static int uvm_usable(void)
 static int over_budget(size_t n)
 {
 	uint64_t b = atomic_load_explicit(&shim_budget, memory_order_relaxed);
-	if (b == 0 || mem_live_bytes() + n <= b)
+	if (b == 0)
+		return 0;
+	mem_graph_refresh(); /* nothing to do unless the process has graph memory */
+	if (mem_live_bytes() + n <= b)
 		return 0;
 	__atomic_fetch_add(&page()->oom_refused, 1, __ATOMIC_RELAXED);
 	SHIM_LOG("allocation of %zu bytes refused: budget %llu, live %llu", n,
@@ -675,20 +750,34 @@ static CUresult alloc_async(CUdeviceptr *dp, size_t n, CUstream s, CUmemoryPool 
 		if (known && pe.kind == POOL_HOST)
 			return from_pool ? from_pool(dp, n, app_pool, s) : CUDA_ERROR_NOT_FOUND;
 	}
+	int cap = stream_capturing(s);
+	if (cap && REAL(cuDeviceGetGraphMemAttribute) != NULL) {
+		/* A graph allocation node: its memory comes from the device's
+		 * graph pool each time the graph runs, and the pool's size is
+		 * read from the driver (mem_graph_refresh), so the node itself
+		 * is not tracked: counting it here too would count it twice.
+		 * The budget applies when usage is computed, not now. */
+		CUresult r = app_pool ? (from_pool ? from_pool(dp, n, app_pool, s) : CUDA_ERROR_NOT_FOUND)
+				      : (plain ? plain(dp, n, s) : CUDA_ERROR_NOT_FOUND);
+		if (r == CUDA_SUCCESS)
+			graph_dev_note_current();
+		return r;
+	}
 	if (over_budget(n))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	int kind = SLUICE_KIND_DEVICE;
 	if (app_pool != NULL) {
 		if (known)
 			kind = pe.kind == POOL_MANAGED ? SLUICE_KIND_ASYNC_MANAGED : SLUICE_KIND_DEVICE;
-		if (known || !shim_cfg.convert || stream_capturing(s) || !uvm_usable()) {
+		if (known || !shim_cfg.convert || cap || !uvm_usable()) {
 			CUresult r = from_pool ? from_pool(dp, n, app_pool, s) : CUDA_ERROR_NOT_FOUND;
 			if (r == CUDA_SUCCESS)
 				track(&ptrs, *dp, n, kind, current_ctx());
 			return r;
 		}
-	} else if (!shim_cfg.convert || stream_capturing(s) || !uvm_usable()) {
-		/* Capture: a graph memory node, device memory. */
+	} else if (!shim_cfg.convert || cap || !uvm_usable()) {
+		/* Capture on a driver without graph pool queries (before 11.4):
+		 * a graph memory node, counted as device memory now. */
 		CUresult r = plain ? plain(dp, n, s) : CUDA_ERROR_NOT_FOUND;
 		if (r == CUDA_SUCCESS)
 			track(&ptrs, *dp, n, SLUICE_KIND_DEVICE, current_ctx());
@@ -1102,6 +1191,52 @@ SHIM_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph *g)
 	return end_capture(REAL(cuStreamEndCapture_ptsz), s, g);
 }
 
+/* --------------------------------------------------------- graph nodes */
+
+SHIM_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps,
+					    size_t ndeps, CUDA_MEM_ALLOC_NODE_PARAMS *params)
+{
+	shim_ensure_init();
+	cuGraphAddMemAllocNode_fn real = REAL(cuGraphAddMemAllocNode);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(node, g, deps, ndeps, params);
+	/* No memory yet (it comes with each launch): remember the device. */
+	if (r == CUDA_SUCCESS) {
+		if (params != NULL && params->poolProps.location.type == CU_MEM_LOCATION_TYPE_DEVICE)
+			graph_dev_note(params->poolProps.location.id);
+		else
+			graph_dev_note_current();
+		SHIM_LOG("graph %p: allocation node of %zu bytes", (void *)g,
+			 params ? params->bytesize : (size_t)0);
+	}
+	return r;
+}
+
+SHIM_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps,
+					   size_t ndeps, CUdeviceptr dp)
+{
+	shim_ensure_init();
+	cuGraphAddMemFreeNode_fn real = REAL(cuGraphAddMemFreeNode);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return real(node, g, deps, ndeps, dp);
+}
+
+SHIM_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice d)
+{
+	shim_ensure_init();
+	cuDeviceGraphMemTrim_fn real = REAL(cuDeviceGraphMemTrim);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(d);
+	if (r == CUDA_SUCCESS) {
+		graph_dev_note(d);
+		mem_graph_refresh();
+	}
+	return r;
+}
+
 /* ------------------------------------------------------- capacity view */
 
 static uint64_t view_total(uint64_t physical)
@@ -1126,6 +1261,9 @@ SHIM_EXPORT CUresult cuMemGetInfo_v2(size_t *free_out, size_t *total_out)
 	CUresult r = real(&pf, &pt);
 	if (r != CUDA_SUCCESS)
 		return r;
+	/* graph memory the driver allocated at launches since the last look */
+	graph_dev_note_current();
+	mem_graph_refresh();
 	uint64_t total = view_total(pt);
 	uint64_t live = mem_live_bytes();
 	uint64_t free = live < total ? total - live : 0;

@@ -125,6 +125,9 @@ extern struct sluice_usage_page *_Atomic shim_usage SHIM_HIDDEN;
 void mem_account(int kind, int64_t delta) SHIM_HIDDEN;
 uint64_t mem_live_bytes(void) SHIM_HIDDEN;
 uint64_t mem_evictable_bytes(void) SHIM_HIDDEN;
+/* Read the driver's graph memory pools of the devices this process used
+ * them on into the graph kind. Never on a submission path. */
+void mem_graph_refresh(void) SHIM_HIDDEN;
 extern _Atomic uint64_t shim_budget SHIM_HIDDEN;	/* 0 = none */
 extern _Atomic int shim_captures SHIM_HIDDEN;		/* streams capturing now */
 

@@ -74,5 +74,6 @@ func cLayout() map[string]int {
 		"status_unavail":     int(C.SLUICE_ERR_UNAVAILABLE),
 		"kind_device":        int(C.SLUICE_KIND_DEVICE),
 		"kind_app_managed":   int(C.SLUICE_KIND_APP_MANAGED),
+		"kind_graph":         int(C.SLUICE_KIND_GRAPH),
 	}
 }

@@ -54,6 +54,7 @@ func TestLayoutMatchesHeader(t *testing.T) {
 		"status_unavail":     StatusUnavailable,
 		"kind_device":        int(KindDevice),
 		"kind_app_managed":   int(KindAppManaged),
+		"kind_graph":         int(KindGraph),
 	}
 	for name, w := range want {
 		got, ok := c[name]

@@ -9,7 +9,7 @@ import (
 // Protocol constants, mirrored from ../sluice_proto.h (asserted by tests).
 const (
 	protoMagic      = 0x45434c53
-	protoVersion    = 1
+	protoVersion    = 2
 	usageMagic      = 0x47534c53
 	usagePageSize   = 4096
 	functionIDMax   = 128
@@ -28,7 +28,7 @@ const (
 	welcomeSize     = 32
 	commandSize     = 40
 	resultSize      = 48 + 8*KindCount
-	usagePageLayout = 168 // bytes of struct sluice_usage_page in use
+	usagePageLayout = 16 + 8*KindCount + 8 + 8*KindCount + 6*8 // bytes of struct sluice_usage_page in use
 )
 
 // Op is a command the daemon sends to a shim.
@@ -64,10 +64,11 @@ const (
 	KindManaged      Kind = 0 // cuMemAlloc/Pitch converted to managed memory
 	KindAsyncManaged Kind = 1 // stream-ordered allocations made managed
 	KindAppManaged   Kind = 2 // the application's own managed memory
-	KindDevice       Kind = 3 // device memory (capture, IPC pools, no-UVM mode)
+	KindDevice       Kind = 3 // device memory (IPC pools, no-UVM mode)
 	KindVMM          Kind = 4 // cuMemCreate on a device
 	KindArray        Kind = 5 // CUDA arrays
-	KindCount             = 6
+	KindGraph        Kind = 6 // the driver's graph memory pools (bytes reserved, per process)
+	KindCount             = 7
 )
 
 // Evictable reports whether the daemon can move memory of this kind.

@@ -35,7 +35,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		seed      = fs.Uint64("seed", 1, "seed for sampling functions and inter-arrival times")
 		gpus      = fs.Int("gpus", 1, "GPUs")
 		d         = fs.Int("d", 2, "device concurrency D per GPU")
-		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default 2 x --d)")
+		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default --d + 1)")
 		t         = fs.Duration("t", 5*time.Second, "throttle threshold T (negative: off)")
 		ttl       = fs.Float64("ttl", -1.5, "anticipation TTL: seconds if >= 0, else |ttl| x mean inter-arrival time")
 		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement (adaptived, memory, costttl, scalet, waitbusy, prefetch, retag); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
@@ -296,9 +296,21 @@ func parsePolicies(s string) ([]policySpec, error) {
 func (sp policySpec) apply(c core.Config) core.Config {
 	c.Policy, c.BatchCap, c.HoldColdSlot = sp.policy, sp.batchCap, sp.hold
 	if sp.custom {
-		on := func(name string) bool { return slices.Contains(sp.names, name) == sp.only }
-		c.Improvements = core.Improvements{MemoryAware: on("memory"), CostAwareTTL: on("costttl"),
-			ScaleT: on("scalet"), AdaptiveD: on("adaptived"), WaitForBusy: on("waitbusy"), PrefetchAhead: on("prefetch"), Retag: on("retag")}
+		// sluice:-a-b: the default set without a and b; sluice:+a+b: only a
+		// and b.
+		def := core.SluiceImprovements()
+		for _, x := range []struct {
+			name string
+			v    *bool
+		}{{"memory", &def.MemoryAware}, {"costttl", &def.CostAwareTTL}, {"scalet", &def.ScaleT}, {"adaptived", &def.AdaptiveD},
+			{"waitbusy", &def.WaitForBusy}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}} {
+			if slices.Contains(sp.names, x.name) {
+				*x.v = sp.only
+			} else if sp.only {
+				*x.v = false
+			}
+		}
+		c.Improvements = def
 		c.ImprovementsSet = true
 	}
 	return c

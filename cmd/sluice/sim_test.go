@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gpu/sluice/daemon/core"
 )
 
 func TestSimBadUsage(t *testing.T) {
@@ -29,6 +32,9 @@ func TestSimBadUsage(t *testing.T) {
 		{"zero target util", []string{"--out", "x", "--target-util", "0"}, "target-util"},
 		{"stray argument", []string{"--out", "x", "extra"}, "unexpected argument"},
 		{"negative footprint", []string{"--out", "x", "--footprint-gb", "-1"}, "--footprint-gb"},
+		{"d-max below d", []string{"--out", "x", "--d", "3", "--d-max", "2"}, "DMax: 2 not in"},
+		{"hold-cold on sluice", []string{"--out", "x", "--policy", "sluice:hold-cold"}, "sluice:-name"},
+		{"hold-cold twice", []string{"--out", "x", "--policy", "fcfs:hold-cold:hold-cold"}, "takes no argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -40,6 +46,34 @@ func TestSimBadUsage(t *testing.T) {
 				t.Fatalf("stderr lacks %q and usage:\n%s", tc.want, errb.String())
 			}
 		})
+	}
+}
+
+// TestParsePolicies: the :hold-cold suffix and the sluice improvement
+// syntax map onto the core's Config.
+func TestParsePolicies(t *testing.T) {
+	specs, err := parsePolicies("mqfq-sticky,mqfq-sticky:hold-cold,batch:4:hold-cold,sluice,sluice:-adaptived-memory,sluice:+prefetch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sp := range specs {
+		c := sp.apply(core.Config{})
+		got = append(got, fmt.Sprintf("%s cap=%d hold=%v set=%v %+v", c.Policy, c.BatchCap, c.HoldColdSlot, c.ImprovementsSet, c.Improvements))
+	}
+	noAD := core.SluiceImprovements()
+	noAD.AdaptiveD, noAD.MemoryAware = false, false
+	for i, w := range []string{
+		fmt.Sprintf("mqfq-sticky cap=0 hold=false set=false %+v", core.Improvements{}),
+		fmt.Sprintf("mqfq-sticky cap=0 hold=true set=false %+v", core.Improvements{}),
+		fmt.Sprintf("batch cap=4 hold=true set=false %+v", core.Improvements{}),
+		fmt.Sprintf("sluice cap=0 hold=false set=false %+v", core.Improvements{}),
+		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", noAD),
+		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", core.Improvements{PrefetchAhead: true}),
+	} {
+		if got[i] != w {
+			t.Errorf("policy %d: got %s, want %s", i, got[i], w)
+		}
 	}
 }
 

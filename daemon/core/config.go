@@ -84,6 +84,12 @@ type Improvements struct {
 	Retag bool
 }
 
+// SluiceImprovements returns the improvements PolicySluice turns on by
+// default.
+func SluiceImprovements() Improvements {
+	return Improvements{MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
+}
+
 // Config configures a Scheduler. Zero fields take the default named in their
 // comment; Validate rejects impossible values instead of clamping them.
 type Config struct {
@@ -94,7 +100,10 @@ type Config struct {
 	// D is the device concurrency: invocations running at once per GPU.
 	// Default 2.
 	D int
-	// DMax bounds Improvements.AdaptiveD's concurrency limit. Default 2 x D.
+	// DMax bounds Improvements.AdaptiveD's concurrency limit. Default D+1:
+	// one level above the operator's D (higher limits run more footprints
+	// at once, and the slowdown signal does not see the memory traffic
+	// that causes; docs/EVALUATION.md).
 	DMax int
 	// GPUMemBytes is each GPU's memory capacity. Default 16 GiB.
 	GPUMemBytes int64
@@ -205,7 +214,7 @@ func (c Config) WithDefaults() Config {
 		c.D = 2
 	}
 	if c.DMax == 0 {
-		c.DMax = 2 * c.D
+		c.DMax = c.D + 1
 	}
 	if c.GPUMemBytes == 0 {
 		c.GPUMemBytes = 16 << 30
@@ -238,7 +247,7 @@ func (c Config) WithDefaults() Config {
 		c.MonitorPeriod = 500 * time.Millisecond
 	}
 	if c.Policy == PolicySluice && !c.ImprovementsSet {
-		c.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
+		c.Improvements = SluiceImprovements()
 	}
 	return c
 }

@@ -165,8 +165,9 @@ type gpu struct {
 	utilProv float64 // provisional shares of dispatches since the last sample
 	utilSeen bool
 	// Improvements.AdaptiveD: the current concurrency limit (Config.D
-	// otherwise) and, per level k, the EWMA of measured slowdown of
-	// invocations dispatched at k and how many samples it has.
+	// otherwise) and, per level k of mean concurrency, the EWMA of the
+	// measured slowdown of invocations that ran at k and how many samples
+	// it has.
 	lim   int
 	slow  []float64
 	slowN []int

@@ -164,19 +164,26 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 	for i := 0; i < act.len() && len(c) < s.cfg.SelectCount; i++ {
 		c = append(c, act.at(i))
 	}
-	// Insertion sort: at most SelectCount candidates, already in tag order.
+	// Take candidates in stickyBefore order (a total order) until one can
+	// be served: selecting the minimum each time visits them in the order
+	// a sort would, and usually the first minimum is served, so a decision
+	// costs one pass of at most SelectCount comparisons instead of a sort.
 	byInFlight := s.cfg.D != 1
-	for i := 1; i < len(c); i++ {
-		for j := i; j > 0 && stickyBefore(c[j], c[j-1], byInFlight); j-- {
-			c[j], c[j-1] = c[j-1], c[j]
-		}
-	}
 	var best *flow
-	for _, f := range c {
-		if s.servable(f) && s.ready(f) {
+	for rest := c; len(rest) > 0; {
+		bi := 0
+		for i := 1; i < len(rest); i++ {
+			if stickyBefore(rest[i], rest[bi], byInFlight) {
+				bi = i
+			}
+		}
+		if f := rest[bi]; s.servable(f) && s.ready(f) {
 			best = f
 			break
 		}
+		last := len(rest) - 1
+		rest[bi] = rest[last]
+		rest = rest[:last]
 	}
 	clear(c)
 	s.cands = c[:0]

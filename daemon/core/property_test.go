@@ -77,6 +77,7 @@ var propertyConfigs = []Config{
 	{Policy: PolicyMQFQSticky, D: 3, ContainersPerGPU: 4, GPUMemBytes: 8e9},
 	{Policy: PolicySluice, D: 2},
 	{Policy: PolicySluice, D: 2, GPUs: 2, ContainersPerGPU: 6},
+	{Policy: PolicySluice, D: 1, DMax: 3},
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{PrefetchAhead: true, Retag: true, MemoryAware: true}},
 	{Policy: PolicyFCFS, D: 2},
 	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
@@ -190,11 +191,15 @@ func TestPropertyFairnessBound(t *testing.T) {
 		}
 		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
 			cfg.ImprovementsSet = true // ScaleT makes T vary; check the rest
-			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true}
+			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true, AdaptiveD: true}
 		}
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
 			since := map[FnID]Time{}
+			// The largest charge of a request queued in the current backlog
+			// period: a dispatched request's charge (tagged with the tau of
+			// its arrival) counts after it has left the queue.
+			charged := map[FnID]float64{}
 			check := func(d *driver) {
 				s := d.s
 				T := s.throttle()
@@ -204,6 +209,7 @@ func TestPropertyFairnessBound(t *testing.T) {
 					}
 					if f.q.len() == 0 {
 						delete(since, f.id)
+						delete(charged, f.id)
 						continue
 					}
 					start, ok := since[f.id]
@@ -218,8 +224,11 @@ func TestPropertyFairnessBound(t *testing.T) {
 					for i := 0; i < f.q.len(); i++ {
 						charge = math.Max(charge, f.q.at(i).f-f.q.at(i).s)
 					}
+					charge = math.Max(charge, charged[f.id])
+					charged[f.id] = charge
 					if f.lastServiced != start && f.S-s.v > T+charge+1e-9 {
-						d.t.Fatalf("at %v: flow %d, served while backlogged, is %.6f ahead of V; bound T+tau/w = %.6f", d.now, f.id, f.S-s.v, T+charge)
+						d.t.Fatalf("at %v: flow %d (%v, q=%d, in flight %d, tau %.3f, last served %v, backlog since %v), served while backlogged, is %.6f ahead of V; bound T+tau/w = %.6f",
+							d.now, f.id, f.state, f.q.len(), f.inFlight, f.tau, f.lastServiced, start, f.S-s.v, T+charge)
 					}
 				}
 			}

@@ -80,9 +80,13 @@ func Table(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "gpu model: %d GPU(s), D=%d, %.0f GiB, slowdown 2/6 = %.2f/%.2f, link %.0f GB/s, T=%gs, TTL=%g\n\n",
 		s.GPUModel.GPUs, s.GPUModel.D, float64(s.GPUModel.MemBytes)/(1<<30), s.GPUModel.Slowdown2, s.GPUModel.Slowdown6,
 		s.GPUModel.LinkBytesPerS/1e9, s.GPUModel.T, s.GPUModel.TTL)
-	fmt.Fprintf(w, "%-12s %9s %9s %9s %9s %9s %7s %7s %10s %6s\n", "policy", "done", "mean_s", "p50_s", "p99_s", "queue_s", "cold%", "util%", "fn_var_s2", "jain")
+	width := len("mqfq-sticky")
 	for _, m := range s.Results {
-		fmt.Fprintf(w, "%-12s %4d/%-4d %9.3f %9.3f %9.3f %9.3f %7.2f %7.1f %10.2f %6.3f\n", m.Policy, m.Completed, m.Invocations,
+		width = max(width, len(m.Policy))
+	}
+	fmt.Fprintf(w, "%-*s %9s %9s %9s %9s %9s %7s %7s %10s %6s\n", width, "policy", "done", "mean_s", "p50_s", "p99_s", "queue_s", "cold%", "util%", "fn_var_s2", "jain")
+	for _, m := range s.Results {
+		fmt.Fprintf(w, "%-*s %4d/%-4d %9.3f %9.3f %9.3f %9.3f %7.2f %7.1f %10.2f %6.3f\n", width, m.Policy, m.Completed, m.Invocations,
 			m.MeanLatency, m.P50Latency, m.P99Latency, m.MeanQueue, m.ColdStartPct, 100*m.GPUUtilization, m.InterfunctionVariance, m.JainFairness)
 	}
 }

@@ -457,3 +457,118 @@ FK_EXPORT CUresult cuMemsetD2D32_v2(CUdeviceptr d, size_t pitch, unsigned int v,
 	FK_ENTER("cuMemsetD2D32_v2");
 	return set_2d("cuMemsetD2D32_v2", d, pitch, v, 4, w, h);
 }
+
+/* Batched copies: each pointer-to-pointer copy becomes one queued copy on
+ * the stream, in array order (the real driver leaves the order within a
+ * batch open). Attributes are checked for presence only. A failure names
+ * the copy in *failIdx (12.8 ABI), SIZE_MAX when no copy is to blame. */
+static CUresult batch_copy(const char *nm, CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+			   CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs, size_t *failIdx, CUstream hs,
+			   int ptsz)
+{
+	FK_NEED_INIT(nm);
+	if (failIdx)
+		*failIdx = SIZE_MAX;
+	if (!count || !dsts || !srcs || !sizes || !attrs || !attrsIdxs || !numAttrs || numAttrs > count ||
+	    attrsIdxs[0] != 0)
+		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "count=%zu numAttrs=%zu", count, numAttrs);
+	if (hs == NULL && !ptsz)
+		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "the legacy NULL stream");
+	for (size_t i = 0; i < count; i++) {
+		CUresult r = check(dsts[i], srcs[i], sizes[i], 0);
+		if (r != CUDA_SUCCESS) {
+			if (failIdx)
+				*failIdx = i;
+			return fk_log(nm, r, "copy=%zu", i);
+		}
+	}
+	CUresult r;
+	struct fstream *s = fk_stream(hs, ptsz, &r);
+	if (!s)
+		return fk_log(nm, r, "stream=%p", (void *)hs);
+	size_t bytes = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (!sizes[i])
+			continue;
+		struct fop *op = fk_op_new(OP_COPY);
+		if (op) {
+			op->u.copy.dst = (void *)(uintptr_t)dsts[i];
+			op->u.copy.src = (const void *)(uintptr_t)srcs[i];
+			op->u.copy.n = sizes[i];
+		}
+		r = fk_submit(s, op);
+		if (r != CUDA_SUCCESS) {
+			if (failIdx)
+				*failIdx = i;
+			return fk_log(nm, r, "copy=%zu", i);
+		}
+		bytes += sizes[i];
+	}
+	return fk_log(nm, CUDA_SUCCESS, "count=%zu bytes=%zu stream=%p", count, bytes, (void *)hs);
+}
+
+FK_EXPORT CUresult cuMemcpyBatchAsync(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+				      CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs, size_t *failIdx,
+				      CUstream hStream)
+{
+	FK_ENTER("cuMemcpyBatchAsync");
+	return batch_copy("cuMemcpyBatchAsync", dsts, srcs, sizes, count, attrs, attrsIdxs, numAttrs, failIdx, hStream,
+			  0);
+}
+FK_EXPORT CUresult cuMemcpyBatchAsync_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					   CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs,
+					   size_t *failIdx, CUstream hStream)
+{
+	FK_ENTER("cuMemcpyBatchAsync_ptsz");
+	return batch_copy("cuMemcpyBatchAsync_ptsz", dsts, srcs, sizes, count, attrs, attrsIdxs, numAttrs, failIdx,
+			  hStream, 1);
+}
+FK_EXPORT CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					 CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs, CUstream hStream)
+{
+	FK_ENTER("cuMemcpyBatchAsync_v2");
+	return batch_copy("cuMemcpyBatchAsync_v2", dsts, srcs, sizes, count, attrs, attrsIdxs, numAttrs, NULL, hStream,
+			  0);
+}
+FK_EXPORT CUresult cuMemcpyBatchAsync_v2_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					      CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs,
+					      CUstream hStream)
+{
+	FK_ENTER("cuMemcpyBatchAsync_v2_ptsz");
+	return batch_copy("cuMemcpyBatchAsync_v2_ptsz", dsts, srcs, sizes, count, attrs, attrsIdxs, numAttrs, NULL,
+			  hStream, 1);
+}
+
+/* 3D batches (arrays and pitched operands): not emulated. */
+FK_EXPORT CUresult cuMemcpy3DBatchAsync(size_t numOps, CUDA_MEMCPY3D_BATCH_OP *opList, size_t *failIdx,
+					unsigned long long flags, CUstream hStream)
+{
+	FK_ENTER("cuMemcpy3DBatchAsync");
+	(void)opList, (void)flags, (void)hStream;
+	if (failIdx)
+		*failIdx = SIZE_MAX;
+	return fk_log("cuMemcpy3DBatchAsync", CUDA_ERROR_NOT_SUPPORTED, "ops=%zu not emulated", numOps);
+}
+FK_EXPORT CUresult cuMemcpy3DBatchAsync_ptsz(size_t numOps, CUDA_MEMCPY3D_BATCH_OP *opList, size_t *failIdx,
+					     unsigned long long flags, CUstream hStream)
+{
+	FK_ENTER("cuMemcpy3DBatchAsync_ptsz");
+	(void)opList, (void)flags, (void)hStream;
+	if (failIdx)
+		*failIdx = SIZE_MAX;
+	return fk_log("cuMemcpy3DBatchAsync_ptsz", CUDA_ERROR_NOT_SUPPORTED, "ops=%zu not emulated", numOps);
+}
+FK_EXPORT CUresult cuMemcpy3DBatchAsync_v2(size_t numOps, CUDA_MEMCPY3D_BATCH_OP *opList, unsigned long long flags,
+					   CUstream hStream)
+{
+	FK_ENTER("cuMemcpy3DBatchAsync_v2");
+	(void)opList, (void)flags, (void)hStream;
+	return fk_log("cuMemcpy3DBatchAsync_v2", CUDA_ERROR_NOT_SUPPORTED, "ops=%zu not emulated", numOps);
+}
+FK_EXPORT CUresult cuMemcpy3DBatchAsync_v2_ptsz(size_t numOps, CUDA_MEMCPY3D_BATCH_OP *opList,
+						unsigned long long flags, CUstream hStream)
+{
+	FK_ENTER("cuMemcpy3DBatchAsync_v2_ptsz");
+	(void)opList, (void)flags, (void)hStream;
+	return fk_log("cuMemcpy3DBatchAsync_v2_ptsz", CUDA_ERROR_NOT_SUPPORTED, "ops=%zu not emulated", numOps);
+}

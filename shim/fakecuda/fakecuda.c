@@ -575,6 +575,7 @@ static CUresult primary_reset(const char *nm, CUdevice dev)
 {
 	DEV_CHECK(nm, dev);
 	fk_drain_all();
+	fk_free_ctx_allocs(&primary[dev]); /* a reset frees the context's memory */
 	pthread_mutex_lock(&G.mu);
 	primary_flags[dev] = 0;
 	primary[dev].flags = 0;
@@ -688,6 +689,7 @@ static CUresult ctx_destroy(const char *nm, CUcontext ctx)
 	if (!ctx_valid(c))
 		return fk_log(nm, CUDA_ERROR_INVALID_CONTEXT, "ctx=%p", (void *)c);
 	fk_drain_all();
+	fk_free_ctx_allocs(c); /* a real driver frees the context's memory */
 	/* pop it from this thread's stack; other threads keep a dangling
 	 * pointer that fk_current_ctx rejects (destroyed). The object is
 	 * kept (never reused) so stale handles stay detectable. */

@@ -270,7 +270,14 @@ void fk_exec_free(struct fop *op) FK_HIDDEN;
 /* Free an allocation immediately (graph memory). */
 CUresult fk_free_now(CUdeviceptr p) FK_HIDDEN;
 /* Allocate device memory for a captured cuMemAllocAsync (graph memory). */
-CUresult fk_alloc_graph_mem(CUdeviceptr *dptr, size_t bytes) FK_HIDDEN;
+CUresult fk_alloc_graph_mem(CUdeviceptr *dptr, size_t bytes, int dev) FK_HIDDEN;
+int fk_is_graph_mem(CUdeviceptr p) FK_HIDDEN;
+CUresult fk_graph_mem_launch(CUdeviceptr p, int held) FK_HIDDEN;
+void fk_graph_mem_exec_alloc(CUdeviceptr p) FK_HIDDEN;
+void fk_graph_mem_unlaunch(CUdeviceptr p) FK_HIDDEN;
+void fk_graph_mem_unhold(CUdeviceptr p) FK_HIDDEN;
+void fk_graph_mem_release(CUdeviceptr p) FK_HIDDEN;
+void fk_free_ctx_allocs(struct fctx *c) FK_HIDDEN;
 
 /* Register / unregister a plain address range (VMM mappings, arrays). */
 int fk_range_add(uint64_t base, uint64_t size, int kind) FK_HIDDEN;

@@ -32,7 +32,11 @@ struct falloc {
 	int how;     /* 0 free(), 1 munmap(), 2 not ours (registered / mapped) */
 	int has_emu;
 	uint32_t emu;
-	int graph;   /* owned by a graph: stream-ordered frees are no-ops */
+	int graph;   /* graph memory: 1 owned by a graph, 2 its graph is gone but it is live */
+	int gdev;    /* graph memory: the device whose graph pool backs it */
+	int glive;   /* graph memory: allocated by a launch, not freed yet */
+	int gmapped; /* graph memory: physical memory mapped (counted in the pool's reserve) */
+	int gheld;   /* graph memory: launched by a graph that does not free it, not freed since */
 	int read_mostly, preferred, last_prefetch;
 	uint32_t accessed_by;
 	uint64_t id;
@@ -185,7 +189,9 @@ static CUresult do_alloc(CUdeviceptr *dptr, size_t bytes, int kind, struct fpool
 	a.ctx = fk_current_ctx();
 	a.preferred = CU_DEVICE_INVALID;
 	a.last_prefetch = CU_DEVICE_INVALID;
-	if (G.emu_ok) {
+	/* graph memory gets its physical (emulated) memory at launch; pinned
+	 * host memory (host pools) is not on the emulated GPU */
+	if (G.emu_ok && !graph && kind != FA_HOST) {
 		uint32_t h;
 		int r = emu_alloc(a.base, bytes, kind == FA_MANAGED ? EMU_KIND_MANAGED : EMU_KIND_DEVICE, &h);
 		if (r == -ENOMEM) {
@@ -228,7 +234,8 @@ static CUresult do_free(uint64_t p, int allow_graph)
 {
 	pthread_mutex_lock(&G.mu);
 	struct falloc *a = tab_find(p);
-	if (!a || a->base != p || (a->kind != FA_DEVICE && a->kind != FA_MANAGED) || (a->graph && !allow_graph)) {
+	if (!a || a->base != p || (a->kind != FA_DEVICE && a->kind != FA_MANAGED && !(a->kind == FA_HOST && a->pool)) ||
+	    (a->graph && !allow_graph)) {
 		pthread_mutex_unlock(&G.mu);
 		return CUDA_ERROR_INVALID_VALUE;
 	}
@@ -248,9 +255,355 @@ static CUresult do_free(uint64_t p, int allow_graph)
 
 CUresult fk_free_now(CUdeviceptr p) { return do_free(p, 1); }
 
-CUresult fk_alloc_graph_mem(CUdeviceptr *dptr, size_t bytes)
+/* The context is destroyed or its primary context reset: like a real
+ * driver, free every device and managed allocation made in it (stream
+ * ordered ones included). Graph memory belongs to the device's graph pool
+ * and registered or mapped memory to the application: both stay. The
+ * caller drained the queue. */
+void fk_free_ctx_allocs(struct fctx *c)
 {
-	return do_alloc(dptr, bytes, FA_DEVICE, NULL, 1, 0);
+	pthread_mutex_lock(&G.mu);
+	struct falloc *gone = ntab ? malloc(ntab * sizeof(*gone)) : NULL;
+	size_t n = 0, w = 0;
+	for (size_t i = 0; i < ntab; i++) {
+		struct falloc *a = &tab[i];
+		if (gone && a->ctx == c && !a->graph && a->how != 2 && (a->kind == FA_DEVICE || a->kind == FA_MANAGED)) {
+			if (a->pool)
+				a->pool->used -= a->size <= a->pool->used ? a->size : a->pool->used;
+			gone[n++] = *a;
+		} else {
+			tab[w++] = *a;
+		}
+	}
+	ntab = w;
+	pthread_mutex_unlock(&G.mu);
+	for (size_t i = 0; i < n; i++) {
+		if (gone[i].has_emu)
+			emu_free(gone[i].emu);
+		if (gone[i].how == 1)
+			munmap((void *)(uintptr_t)gone[i].base, (gone[i].size + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN);
+		else
+			free((void *)(uintptr_t)gone[i].base);
+	}
+	free(gone);
+	if (n)
+		fk_log("context-teardown", CUDA_SUCCESS, "ctx=%p freed=%zu", (void *)c, n);
+}
+
+/* ------------------------------------------------------ graph memory
+ *
+ * Like a real driver, an allocation node's address is fixed when the node is
+ * made (captured cuMemAllocAsync or cuGraphAddMemAllocNode) but its physical
+ * memory comes from the device's graph memory pool when a graph that holds
+ * the node is launched. A free (a free node, cuMemFreeAsync, cuMemFree) ends
+ * the allocation but the pool keeps the physical memory for later launches
+ * until cuDeviceGraphMemTrim. Per device: used = live graph allocations,
+ * reserved = physical memory held (mapped nodes + memory of destroyed graphs
+ * not trimmed yet). Physical memory is accounted on the emulated GPU as
+ * device memory, so other processes see it. Caller-visible through
+ * cuDeviceGetGraphMemAttribute.
+ */
+struct gcached {
+	uint64_t size;
+	int has_emu;
+	uint32_t emu;
+};
+struct gpool {
+	uint64_t used, used_high, reserved, reserved_high;
+	struct gcached *cached; /* physical memory no node holds any more */
+	size_t ncached, capcached;
+};
+static struct gpool gpools[8]; /* FK_MAX_DEV (fakecuda.c) */
+
+static void gpool_used(struct gpool *gp, int64_t d)
+{
+	gp->used = (uint64_t)((int64_t)gp->used + d);
+	if (gp->used > gp->used_high)
+		gp->used_high = gp->used;
+}
+
+static void gpool_reserved(struct gpool *gp, int64_t d)
+{
+	gp->reserved = (uint64_t)((int64_t)gp->reserved + d);
+	if (gp->reserved > gp->reserved_high)
+		gp->reserved_high = gp->reserved;
+}
+
+/* A node lets go of its physical memory: the pool keeps it; caller holds G.mu. */
+static void gpool_cache(struct gpool *gp, struct falloc *a)
+{
+	if (!a->gmapped)
+		return;
+	if (gp->ncached == gp->capcached) {
+		size_t nc = gp->capcached ? gp->capcached * 2 : 8;
+		struct gcached *n = realloc(gp->cached, nc * sizeof(*n));
+		if (!n) {
+			/* no room to remember it: give it back at once */
+			gpool_reserved(gp, -(int64_t)a->size);
+			if (a->has_emu)
+				emu_free(a->emu);
+			a->gmapped = a->has_emu = 0;
+			return;
+		}
+		gp->cached = n;
+		gp->capcached = nc;
+	}
+	gp->cached[gp->ncached++] = (struct gcached){a->size, a->has_emu, a->emu};
+	a->gmapped = a->has_emu = 0;
+}
+
+CUresult fk_alloc_graph_mem(CUdeviceptr *dptr, size_t bytes, int dev)
+{
+	if (!fk_valid_device(dev))
+		return CUDA_ERROR_INVALID_DEVICE;
+	CUresult r = do_alloc(dptr, bytes, FA_DEVICE, NULL, 1, 0);
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(*dptr);
+	if (a)
+		a->gdev = dev;
+	pthread_mutex_unlock(&G.mu);
+	return CUDA_SUCCESS;
+}
+
+int fk_is_graph_mem(CUdeviceptr p)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	int ok = a && a->base == p && a->graph;
+	pthread_mutex_unlock(&G.mu);
+	return ok;
+}
+
+/* A launch of a graph holding the node for p: the pool maps its physical
+ * memory now (so a full device fails the launch); the allocation itself
+ * happens in stream order (fk_graph_mem_exec_alloc). held: the graph does
+ * not free p itself; such a graph cannot be launched again until the
+ * application freed p (real drivers refuse that launch too). */
+CUresult fk_graph_mem_launch(CUdeviceptr p, int held)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	if (!a || a->base != p || a->graph != 1 || a->gheld) {
+		pthread_mutex_unlock(&G.mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	a->gheld = held;
+	if (a->gmapped) {
+		pthread_mutex_unlock(&G.mu);
+		return CUDA_SUCCESS;
+	}
+	/* reuse the pool's idle physical memory before mapping more */
+	struct gpool *gp = &gpools[a->gdev];
+	size_t nfree = gp->ncached;
+	struct gcached *fr = NULL;
+	if (nfree) {
+		fr = malloc(nfree * sizeof(*fr));
+		if (fr) {
+			memcpy(fr, gp->cached, nfree * sizeof(*fr));
+			for (size_t i = 0; i < nfree; i++)
+				gpool_reserved(gp, -(int64_t)fr[i].size);
+			gp->ncached = 0;
+		} else {
+			nfree = 0;
+		}
+	}
+	uint64_t base = a->base, size = a->size;
+	pthread_mutex_unlock(&G.mu);
+	for (size_t i = 0; i < nfree; i++)
+		if (fr[i].has_emu)
+			emu_free(fr[i].emu);
+	free(fr);
+	uint32_t h = 0;
+	int has = 0;
+	if (G.emu_ok) {
+		int e = emu_alloc(base, size, EMU_KIND_DEVICE, &h);
+		if (e == -ENOMEM) {
+			pthread_mutex_lock(&G.mu);
+			a = tab_find(base);
+			if (a && a->base == base)
+				a->gheld = 0;
+			pthread_mutex_unlock(&G.mu);
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		}
+		has = e == 0;
+	}
+	pthread_mutex_lock(&G.mu);
+	a = tab_find(base);
+	if (a && a->base == base && !a->gmapped) {
+		a->gmapped = 1;
+		a->has_emu = has;
+		a->emu = h;
+		gpool_reserved(&gpools[a->gdev], (int64_t)size);
+		has = 0;
+	}
+	pthread_mutex_unlock(&G.mu);
+	if (has)
+		emu_free(h);
+	return CUDA_SUCCESS;
+}
+
+/* The allocation node runs (stream order). */
+void fk_graph_mem_exec_alloc(CUdeviceptr p)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	if (a && a->base == p && a->graph && !a->glive) {
+		a->glive = 1;
+		gpool_used(&gpools[a->gdev], (int64_t)a->size);
+	}
+	pthread_mutex_unlock(&G.mu);
+}
+
+/* The application frees p (submitted): its graph may be launched again. */
+void fk_graph_mem_unhold(CUdeviceptr p)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	if (a && a->base == p && a->graph)
+		a->gheld = 0;
+	pthread_mutex_unlock(&G.mu);
+}
+
+/* Undo fk_graph_mem_launch for a launch that failed later on (the mapped
+ * memory stays in the pool). */
+void fk_graph_mem_unlaunch(CUdeviceptr p)
+{
+	fk_graph_mem_unhold(p);
+}
+
+/* Free graph memory (a free node, cuMemFreeAsync, cuMemFree). Returns 0 if
+ * p is not graph memory, else 1 with *r set. */
+static int graph_mem_free(CUdeviceptr p, CUresult *r)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	if (!a || a->base != p || !a->graph) {
+		pthread_mutex_unlock(&G.mu);
+		return 0;
+	}
+	if (!a->glive) {
+		pthread_mutex_unlock(&G.mu);
+		*r = CUDA_ERROR_INVALID_VALUE; /* not allocated now: double free */
+		return 1;
+	}
+	a->glive = 0;
+	a->gheld = 0;
+	struct gpool *gp = &gpools[a->gdev];
+	gpool_used(gp, -(int64_t)a->size);
+	void *mem = NULL;
+	if (a->graph == 2) { /* its graph is gone: the address goes too */
+		gpool_cache(gp, a);
+		mem = (void *)(uintptr_t)a->base;
+		tab_remove(a);
+	}
+	pthread_mutex_unlock(&G.mu);
+	free(mem);
+	*r = CUDA_SUCCESS;
+	return 1;
+}
+
+/* The graph that owns p is destroyed: a live allocation stays until the
+ * application frees it; otherwise the address goes and the physical memory
+ * stays in the pool until trimmed. */
+void fk_graph_mem_release(CUdeviceptr p)
+{
+	pthread_mutex_lock(&G.mu);
+	struct falloc *a = tab_find(p);
+	if (!a || a->base != p || a->graph != 1) {
+		pthread_mutex_unlock(&G.mu);
+		return;
+	}
+	if (a->glive) {
+		a->graph = 2;
+		pthread_mutex_unlock(&G.mu);
+		return;
+	}
+	gpool_cache(&gpools[a->gdev], a);
+	void *mem = (void *)(uintptr_t)a->base;
+	tab_remove(a);
+	pthread_mutex_unlock(&G.mu);
+	free(mem);
+}
+
+FK_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice device)
+{
+	FK_ENTER("cuDeviceGraphMemTrim");
+	FK_NEED_INIT("cuDeviceGraphMemTrim");
+	if (!fk_valid_device(device))
+		return fk_log("cuDeviceGraphMemTrim", CUDA_ERROR_INVALID_DEVICE, NULL);
+	fk_drain_all(); /* queued frees release their nodes first */
+	pthread_mutex_lock(&G.mu);
+	struct gpool *gp = &gpools[device];
+	/* idle mapped nodes give their memory to the pool, then all of it goes */
+	for (size_t i = 0; i < ntab; i++)
+		if (tab[i].graph && tab[i].gdev == device && tab[i].gmapped && !tab[i].glive)
+			gpool_cache(gp, &tab[i]);
+	struct gcached *fr = gp->cached;
+	size_t n = gp->ncached;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += fr[i].size;
+	gpool_reserved(gp, -(int64_t)bytes);
+	gp->cached = NULL;
+	gp->ncached = gp->capcached = 0;
+	uint64_t left = gp->reserved;
+	pthread_mutex_unlock(&G.mu);
+	for (size_t i = 0; i < n; i++)
+		if (fr[i].has_emu)
+			emu_free(fr[i].emu);
+	free(fr);
+	return fk_log("cuDeviceGraphMemTrim", CUDA_SUCCESS, "dev=%d released=%llu reserved=%llu", device,
+		      (unsigned long long)bytes, (unsigned long long)left);
+}
+
+FK_EXPORT CUresult cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void *value)
+{
+	FK_ENTER("cuDeviceGetGraphMemAttribute");
+	FK_NEED_INIT("cuDeviceGetGraphMemAttribute");
+	if (!fk_valid_device(device))
+		return fk_log("cuDeviceGetGraphMemAttribute", CUDA_ERROR_INVALID_DEVICE, "dev=%d", device);
+	if (!value)
+		return fk_log("cuDeviceGetGraphMemAttribute", CUDA_ERROR_INVALID_VALUE, "value=NULL");
+	pthread_mutex_lock(&G.mu);
+	struct gpool *gp = &gpools[device];
+	CUresult r = CUDA_SUCCESS;
+	cuuint64_t v = 0;
+	switch (attr) {
+	case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT: v = gp->used; break;
+	case CU_GRAPH_MEM_ATTR_USED_MEM_HIGH: v = gp->used_high; break;
+	case CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT: v = gp->reserved; break;
+	case CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH: v = gp->reserved_high; break;
+	default: r = CUDA_ERROR_INVALID_VALUE; break;
+	}
+	pthread_mutex_unlock(&G.mu);
+	if (r == CUDA_SUCCESS)
+		*(cuuint64_t *)value = v;
+	return fk_log("cuDeviceGetGraphMemAttribute", r, "dev=%d attr=%d value=%llu", device, (int)attr,
+		      (unsigned long long)v);
+}
+
+/* Only the high-water marks can be set, and only to 0 (reset to current). */
+FK_EXPORT CUresult cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void *value)
+{
+	FK_ENTER("cuDeviceSetGraphMemAttribute");
+	FK_NEED_INIT("cuDeviceSetGraphMemAttribute");
+	if (!fk_valid_device(device))
+		return fk_log("cuDeviceSetGraphMemAttribute", CUDA_ERROR_INVALID_DEVICE, "dev=%d", device);
+	if (!value || *(cuuint64_t *)value != 0)
+		return fk_log("cuDeviceSetGraphMemAttribute", CUDA_ERROR_INVALID_VALUE, "attr=%d", (int)attr);
+	pthread_mutex_lock(&G.mu);
+	struct gpool *gp = &gpools[device];
+	CUresult r = CUDA_SUCCESS;
+	if (attr == CU_GRAPH_MEM_ATTR_USED_MEM_HIGH)
+		gp->used_high = gp->used;
+	else if (attr == CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH)
+		gp->reserved_high = gp->reserved;
+	else
+		r = CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_unlock(&G.mu);
+	return fk_log("cuDeviceSetGraphMemAttribute", r, "dev=%d attr=%d", device, (int)attr);
 }
 
 FK_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
@@ -326,7 +679,9 @@ static CUresult mem_free(const char *nm, CUdeviceptr p)
 	if (fk_capture_prohibited())
 		return fk_log(nm, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "ptr=%#llx", (unsigned long long)p);
 	fk_drain_all(); /* cuMemFree synchronizes: queued work may use it */
-	CUresult r = do_free(p, 0);
+	CUresult r;
+	if (!graph_mem_free(p, &r))
+		r = do_free(p, 0);
 	return fk_log(nm, r, "ptr=%#llx", (unsigned long long)p);
 }
 
@@ -452,7 +807,7 @@ FK_EXPORT CUresult cuMemFreeHost(void *p)
 	fk_drain_all();
 	pthread_mutex_lock(&G.mu);
 	struct falloc *a = tab_find((uint64_t)(uintptr_t)p);
-	if (!p || !a || a->base != (uint64_t)(uintptr_t)p || a->kind != FA_HOST) {
+	if (!p || !a || a->base != (uint64_t)(uintptr_t)p || a->kind != FA_HOST || a->pool) {
 		pthread_mutex_unlock(&G.mu);
 		return fk_log("cuMemFreeHost", CUDA_ERROR_INVALID_VALUE, "ptr=%p", p);
 	}
@@ -578,6 +933,14 @@ FK_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poo
 	if (poolProps->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
 		if (!fk_valid_device(poolProps->location.id))
 			return fk_log("cuMemPoolCreate", CUDA_ERROR_INVALID_DEVICE, NULL);
+	} else if (!managed && (poolProps->location.type == CU_MEM_LOCATION_TYPE_HOST ||
+				poolProps->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA)) {
+		/* pinned host memory (one emulated NUMA node, 0) */
+		if (G.driver_version < 12020)
+			return fk_log("cuMemPoolCreate", CUDA_ERROR_NOT_SUPPORTED, "host pools need a 12.2 driver");
+		if (poolProps->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA && poolProps->location.id != 0)
+			return fk_log("cuMemPoolCreate", CUDA_ERROR_INVALID_VALUE, "NUMA node %d (the fake has node 0)",
+				      poolProps->location.id);
 	} else if (!(managed && poolProps->location.type == CU_MEM_LOCATION_TYPE_HOST)) {
 		return fk_log("cuMemPoolCreate", CUDA_ERROR_INVALID_VALUE, "location type=%d",
 			      (int)poolProps->location.type);
@@ -833,12 +1196,19 @@ static CUresult alloc_async(const char *nm, CUdeviceptr *dptr, size_t bytes, str
 	if (!s)
 		return fk_log(nm, err, "stream=%p", (void *)hs);
 	if (s->capture == CU_STREAM_CAPTURE_STATUS_ACTIVE) {
-		/* graph memory: device memory owned by the graph */
-		CUresult r = fk_alloc_graph_mem(dptr, bytes);
+		/* graph memory: an allocation node of the graph (address now,
+		 * memory from the device's graph pool at launch) */
+		int dev = pool ? pool->props.location.id : c->dev;
+		if (pool && (pool->managed || pool->props.location.type != CU_MEM_LOCATION_TYPE_DEVICE))
+			dev = c->dev;
+		CUresult r = fk_alloc_graph_mem(dptr, bytes, dev);
 		if (r != CUDA_SUCCESS)
 			return fk_log(nm, r, "bytes=%zu graph=1", bytes);
 		fk_graph_add_mem(s->graph, *dptr);
-		r = fk_submit(s, fk_op_new(OP_NOP));
+		struct fop *op = fk_op_new(OP_NOP);
+		if (op)
+			op->u.fr.ptr = *dptr;
+		r = fk_submit(s, op);
 		return fk_log(nm, r, "bytes=%zu stream=%p graph=1 ptr=%#llx", bytes, (void *)hs,
 			      (unsigned long long)*dptr);
 	}
@@ -847,7 +1217,9 @@ static CUresult alloc_async(const char *nm, CUdeviceptr *dptr, size_t bytes, str
 		pool = curpool[c->dev] ? curpool[c->dev] : dev_default_pool(c->dev);
 		pthread_mutex_unlock(&G.mu);
 	}
-	CUresult r = do_alloc(dptr, bytes, pool->managed ? FA_MANAGED : FA_DEVICE, pool, 0, 0);
+	int kind = pool->managed ? FA_MANAGED
+		   : pool->props.location.type == CU_MEM_LOCATION_TYPE_DEVICE ? FA_DEVICE : FA_HOST;
+	CUresult r = do_alloc(dptr, bytes, kind, pool, 0, 0);
 	return fk_log(nm, r, "bytes=%zu stream=%p pool=%p managed=%d ptr=%#llx", bytes, (void *)hs, (void *)pool,
 		      pool->managed, r ? 0ull : (unsigned long long)*dptr);
 }
@@ -892,13 +1264,15 @@ static CUresult free_async(const char *nm, CUdeviceptr p, CUstream hs, int ptsz)
 		return fk_log(nm, err, "stream=%p", (void *)hs);
 	pthread_mutex_lock(&G.mu);
 	struct falloc *a = tab_find(p);
-	int ok = a && a->base == p && (a->kind == FA_DEVICE || a->kind == FA_MANAGED);
+	int ok = a && a->base == p && (a->kind == FA_DEVICE || a->kind == FA_MANAGED || (a->kind == FA_HOST && a->pool));
 	pthread_mutex_unlock(&G.mu);
 	if (!ok)
 		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "ptr=%#llx", (unsigned long long)p);
 	struct fop *op = fk_op_new(OP_FREE);
 	if (op)
 		op->u.fr.ptr = p;
+	if (op && s->capture != CU_STREAM_CAPTURE_STATUS_ACTIVE)
+		fk_graph_mem_unhold(p); /* the graph that made p may run again */
 	return fk_log(nm, fk_submit(s, op), "ptr=%#llx stream=%p", (unsigned long long)p, (void *)hs);
 }
 
@@ -916,9 +1290,11 @@ FK_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 
 void fk_exec_free(struct fop *op)
 {
-	/* graph memory lives as long as its graph; unknown pointers (a
+	/* graph memory goes back to its graph pool; unknown pointers (a
 	 * graph replaying a free of memory freed earlier) are ignored */
-	do_free(op->u.fr.ptr, 0);
+	CUresult r;
+	if (!graph_mem_free(op->u.fr.ptr, &r))
+		do_free(op->u.fr.ptr, 0);
 }
 
 /* ------------------------------------------------------------ prefetch */

@@ -241,6 +241,10 @@ void fk_exec_op(struct fop *op)
 	case OP_FREE:
 		fk_exec_free(op);
 		break;
+	case OP_NOP:
+		if (op->u.fr.ptr) /* a graph allocation node: allocated now */
+			fk_graph_mem_exec_alloc(op->u.fr.ptr);
+		break;
 	default:
 		break;
 	}
@@ -1132,7 +1136,7 @@ static void graph_unref(struct fgraph *g)
 		fk_op_free(op);
 	}
 	for (size_t i = 0; i < g->nmem; i++)
-		fk_free_now(g->mem[i]);
+		fk_graph_mem_release(g->mem[i]);
 	free(g->mem);
 	g->magic = 0;
 	free(g);
@@ -1223,6 +1227,26 @@ static CUresult graph_launch(const char *nm, CUgraphExec hx, CUstream hs, int pt
 	if (!x || x->magic != FK_MAGIC_GEXEC)
 		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "exec=%p", (void *)hx);
 	GET_STREAM(nm, s, hs, ptsz);
+	/* allocation nodes get their memory from the graph pool now */
+	for (struct fop *op = x->g->head; op; op = op->next) {
+		if (op->type != OP_NOP || op->u.fr.ptr == 0)
+			continue;
+		/* held: the graph does not free it, the application must */
+		int held = 1;
+		for (struct fop *f = x->g->head; f && held; f = f->next)
+			if (f->type == OP_FREE && f->u.fr.ptr == op->u.fr.ptr)
+				held = 0;
+		CUresult r = fk_graph_mem_launch(op->u.fr.ptr, held);
+		if (r != CUDA_SUCCESS) {
+			for (struct fop *u = x->g->head; u != op; u = u->next)
+				if (u->type == OP_NOP && u->u.fr.ptr)
+					fk_graph_mem_unlaunch(u->u.fr.ptr);
+			return fk_log(nm, r, "exec=%p graph allocation %#llx %s", (void *)hx,
+				      (unsigned long long)op->u.fr.ptr,
+				      r == CUDA_ERROR_INVALID_VALUE ? "still allocated (not freed since the last launch)"
+								    : "out of memory");
+		}
+	}
 	size_t n = 0;
 	for (struct fop *op = x->g->head; op; op = op->next, n++) {
 		CUresult r = fk_submit(s, fk_op_clone(op));
@@ -1304,13 +1328,60 @@ FK_EXPORT CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
 	return fk_log("cuGraphNodeGetType", CUDA_SUCCESS, "type=%d", (int)*type);
 }
 
-FK_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice device)
+/* Explicit memory nodes. Fake graphs are linear: nodes run in the order they
+ * were added, which satisfies any dependency list given. */
+FK_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+					  size_t numDependencies, CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
 {
-	FK_ENTER("cuDeviceGraphMemTrim");
-	FK_NEED_INIT("cuDeviceGraphMemTrim");
-	if (!fk_valid_device(device))
-		return fk_log("cuDeviceGraphMemTrim", CUDA_ERROR_INVALID_DEVICE, NULL);
-	return fk_log("cuDeviceGraphMemTrim", CUDA_SUCCESS, "dev=%d", device);
+	FK_ENTER("cuGraphAddMemAllocNode");
+	FK_NEED_INIT("cuGraphAddMemAllocNode");
+	struct fgraph *g = graph_get(hGraph);
+	if (!phGraphNode || !g || !nodeParams || nodeParams->bytesize == 0 || (numDependencies && !dependencies) ||
+	    nodeParams->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    nodeParams->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_INVALID_VALUE, "graph=%p", (void *)hGraph);
+	if (!fk_valid_device(nodeParams->poolProps.location.id))
+		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_INVALID_DEVICE, "dev=%d",
+			      nodeParams->poolProps.location.id);
+	struct fop *op = fk_op_new(OP_NOP);
+	if (!op)
+		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_OUT_OF_MEMORY, NULL);
+	CUdeviceptr p = 0;
+	CUresult r = fk_alloc_graph_mem(&p, nodeParams->bytesize, nodeParams->poolProps.location.id);
+	if (r != CUDA_SUCCESS) {
+		fk_op_free(op);
+		return fk_log("cuGraphAddMemAllocNode", r, "bytes=%zu", nodeParams->bytesize);
+	}
+	op->u.fr.ptr = p;
+	fk_graph_add_mem(g, p);
+	pthread_mutex_lock(&G.mu);
+	graph_append(g, op);
+	pthread_mutex_unlock(&G.mu);
+	nodeParams->dptr = p;
+	*phGraphNode = (CUgraphNode)op;
+	return fk_log("cuGraphAddMemAllocNode", CUDA_SUCCESS, "graph=%p dev=%d bytes=%zu ptr=%#llx", (void *)g,
+		      nodeParams->poolProps.location.id, nodeParams->bytesize, (unsigned long long)p);
+}
+
+FK_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+					 size_t numDependencies, CUdeviceptr dptr)
+{
+	FK_ENTER("cuGraphAddMemFreeNode");
+	FK_NEED_INIT("cuGraphAddMemFreeNode");
+	struct fgraph *g = graph_get(hGraph);
+	/* only graph memory can be freed by a graph */
+	if (!phGraphNode || !g || (numDependencies && !dependencies) || !fk_is_graph_mem(dptr))
+		return fk_log("cuGraphAddMemFreeNode", CUDA_ERROR_INVALID_VALUE, "graph=%p ptr=%#llx", (void *)hGraph,
+			      (unsigned long long)dptr);
+	struct fop *op = fk_op_new(OP_FREE);
+	if (!op)
+		return fk_log("cuGraphAddMemFreeNode", CUDA_ERROR_OUT_OF_MEMORY, NULL);
+	op->u.fr.ptr = dptr;
+	pthread_mutex_lock(&G.mu);
+	graph_append(g, op);
+	pthread_mutex_unlock(&G.mu);
+	*phGraphNode = (CUgraphNode)op;
+	return fk_log("cuGraphAddMemFreeNode", CUDA_SUCCESS, "graph=%p ptr=%#llx", (void *)g, (unsigned long long)dptr);
 }
 
 /* ---------------------------------------------------------- test hooks */

@@ -96,13 +96,17 @@ int main(void)
 	} else {
 		printf("async: cuMemPoolCreate unsupported here (%d), IPC pool case skipped\n", (int)rp);
 	}
-	/* A pool of pinned host memory: not GPU memory, passed through and not
-	 * accounted. */
+	/* Pools of pinned host memory (HOST, and HOST_NUMA node 0): not GPU
+	 * memory, passed through and not accounted. The fake driver has them,
+	 * so there the case must run. */
+	for (int lt = 0; lt < 2; lt++) {
 	memset(&props, 0, sizeof(props));
 	props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-	props.location.type = CU_MEM_LOCATION_TYPE_HOST;
+	props.location.type = lt == 0 ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_HOST_NUMA;
+	props.location.id = 0;
 	CUmemoryPool hpool = NULL;
-	if (cuMemPoolCreate(&hpool, &props) == CUDA_SUCCESS) {
+	CUresult rh = cuMemPoolCreate(&hpool, &props);
+	if (rh == CUDA_SUCCESS) {
 		size_t fh0, fh1;
 		CHECK_CU(cuMemGetInfo_v2(&fh0, NULL));
 		unsigned long pa0 = t_calls("cuMemAllocFromPoolAsync"), m0 = t_calls("cuMemAllocManaged");
@@ -116,8 +120,12 @@ int main(void)
 		CHECK_CU(cuMemFreeAsync(hq, s));
 		CHECK_CU(cuStreamSynchronize(s));
 		CHECK_CU(cuMemPoolDestroy(hpool));
+		printf("async: %s pool passed through, not accounted\n", lt == 0 ? "host" : "host-NUMA");
 	} else {
-		printf("async: host-located pools unsupported here, host pool case skipped\n");
+		CHECK(!fake, "the fake driver refused a %s pool (%d)", lt == 0 ? "host" : "host-NUMA", (int)rh);
+		printf("async: %s-located pools unsupported here (%d), case skipped\n", lt == 0 ? "host" : "host-NUMA",
+		       (int)rh);
+	}
 	}
 	printf("async: driver %d, %s path\n", ver, fallback ? "synchronous-managed fallback" : "pool");
 	return t_done("async");

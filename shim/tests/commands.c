@@ -10,6 +10,9 @@
  *   waits       stream waits the driver has seen -> "waits N"
  *   fork        fork; the child allocates (and so registers again)
  *               and waits for its parent's exit  -> "forked PID SOCKETS_BEFORE"
+ *   graph N     a graph with an N-byte allocation node and its free
+ *               node, launched once and synchronized -> "ok"
+ *   trim        cuDeviceGraphMemTrim(0)          -> "ok"
  *   init        cuInit(0)                        -> "ok"
  *   ctxcalls    context-creating driver calls so far -> "ctxcalls N"
  *   exit
@@ -117,6 +120,34 @@ int main(void)
 				_exit(0);
 			}
 			close(pipefd[0]);
+		} else if (sscanf(line, "graph %llu", &n) == 1) {
+			CUgraph g = NULL;
+			CUgraphExec x = NULL;
+			CUgraphNode an = NULL, fn = NULL;
+			CUDA_MEM_ALLOC_NODE_PARAMS ap;
+			memset(&ap, 0, sizeof(ap));
+			ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+			ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+			ap.bytesize = (size_t)n;
+			CUresult r = cuGraphCreate(&g, 0);
+			if (r == CUDA_SUCCESS)
+				r = cuGraphAddMemAllocNode(&an, g, NULL, 0, &ap);
+			if (r == CUDA_SUCCESS)
+				r = cuGraphAddMemFreeNode(&fn, g, &an, 1, ap.dptr);
+			if (r == CUDA_SUCCESS)
+				r = cuGraphInstantiateWithFlags(&x, g, 0);
+			if (r == CUDA_SUCCESS)
+				r = cuGraphLaunch(x, s);
+			if (r == CUDA_SUCCESS)
+				r = cuStreamSynchronize(s);
+			if (x)
+				cuGraphExecDestroy(x);
+			if (g)
+				cuGraphDestroy(g);
+			printf(r == CUDA_SUCCESS ? "ok\n" : "err %d\n", (int)r);
+		} else if (strncmp(line, "trim", 4) == 0) {
+			CUresult r = cuDeviceGraphMemTrim(0);
+			printf(r == CUDA_SUCCESS ? "ok\n" : "err %d\n", (int)r);
 		} else if (strncmp(line, "init", 4) == 0) {
 			CUresult r = cuInit(0);
 			printf(r == CUDA_SUCCESS ? "ok\n" : "err %d\n", (int)r);

@@ -79,32 +79,47 @@ int main(void)
 	CHECK_CU(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
 	CHECK_CU(cuCtxSynchronize());
 
-	/* A second context, destroyed with an allocation in it: the shim's
-	 * sweep keeps every allocation of the primary context (and, on a real
-	 * driver, which frees the dead context's memory, drops that one). */
+	/* A second context, destroyed with allocations in it: the driver
+	 * (the fake too) frees the dead context's memory, and the shim's sweep
+	 * drops exactly those allocations, keeping every one of the primary
+	 * context (p and q are still counted below). */
 	CUcontext primary = NULL, c2 = NULL;
 	CHECK_CU(cuCtxGetCurrent(&primary));
 	size_t fs0;
 	CHECK_CU(cuMemGetInfo_v2(&fs0, NULL));
 	if (cuCtxCreate_v2(&c2, 0, 0) == CUDA_SUCCESS) {
-		CUdeviceptr x = 0;
+		CUdeviceptr x = 0, y = 0;
 		CHECK_CU(cuMemAlloc_v2(&x, 1 << 16));
+		CHECK_CU(cuMemAllocManaged(&y, 1 << 17, CU_MEM_ATTACH_GLOBAL));
+		size_t fs2;
+		CHECK_CU(cuMemGetInfo_v2(&fs2, NULL));
+		CHECK(fs2 + (3 << 16) == fs0, "second context's memory not counted: %zu -> %zu", fs0, fs2);
 		CHECK_CU(cuCtxDestroy_v2(c2));
 		CHECK_CU(cuCtxSetCurrent(primary));
 		size_t fs1;
 		CHECK_CU(cuMemGetInfo_v2(&fs1, NULL));
-		if (fake)
-			CHECK(fs1 + (1 << 16) == fs0, "sweep changed the count: %zu -> %zu", fs0, fs1);
-		else
-			CHECK(fs1 == fs0, "allocation of a destroyed context still counted: %zu -> %zu", fs0, fs1);
+		CHECK(fs1 == fs0, "allocations of a destroyed context still counted: %zu -> %zu", fs0, fs1);
+		CHECK(cuMemFree_v2(x) != CUDA_SUCCESS, "memory of a destroyed context freed again");
 	}
 
 	CHECK_CU(cuMemFree_v2(p));
 	CHECK_CU(cuMemFree_v2(q));
 	size_t free3;
 	CHECK_CU(cuMemGetInfo_v2(&free3, NULL));
-	CHECK(free3 == free0 || (fake && free3 + (1 << 16) == free0), "free not restored: %zu vs %zu", free3,
-	      free0);
+	CHECK(free3 == free0, "free not restored: %zu vs %zu", free3, free0);
+
+	/* A primary-context reset (cudaDeviceReset) frees everything in it:
+	 * the shim's sweep drops it all. */
+	CUdeviceptr r1 = 0, r2 = 0;
+	CHECK_CU(cuMemAlloc_v2(&r1, 1 << 20));
+	CHECK_CU(cuMemAllocManaged(&r2, 1 << 18, CU_MEM_ATTACH_GLOBAL));
+	size_t fr;
+	CHECK_CU(cuMemGetInfo_v2(&fr, NULL));
+	CHECK(fr + (1 << 20) + (1 << 18) == free0, "before reset: %zu vs %zu", fr, free0);
+	CHECK_CU(cuDevicePrimaryCtxReset_v2(0));
+	t_ctx(); /* a fresh primary context, as cudart would make */
+	CHECK_CU(cuMemGetInfo_v2(&fr, NULL));
+	CHECK(fr == free0, "memory of a reset primary context still counted: %zu vs %zu", fr, free0);
 	/* 0 and unknown pointers pass through to the driver. */
 	CUresult r0 = cuMemFree_v2(0);
 	CHECK(r0 == CUDA_SUCCESS || r0 == CUDA_ERROR_INVALID_VALUE, "cuMemFree(0) = %d", (int)r0);

@@ -77,6 +77,15 @@ int main(void)
 		CHECK_CU(cuMemcpyAtoA_v2_ptds((CUarray)0x10, 3, (CUarray)0x20, 5, 4096));
 		CHECK(args[0] == 0x10 && args[1] == 3 && args[2] == 0x20 && args[3] == 5 && args[4] == 4096,
 		      "cuMemcpyAtoA_v2_ptds arguments changed");
+		/* the batched copies' eight and five arguments */
+		CHECK_CU(cuMemcpyBatchAsync_v2((CUdeviceptr *)0x100, (CUdeviceptr *)0x200, (size_t *)0x300, 4,
+					       (CUmemcpyAttributes *)0x500, (size_t *)0x600, 7, (CUstream)0x800));
+		CHECK(args[0] == 0x100 && args[1] == 0x200 && args[2] == 0x300 && args[3] == 4 &&
+			      args[4] == 0x500 && args[5] == 0x600 && args[6] == 7 && args[7] == 0x800,
+		      "cuMemcpyBatchAsync_v2 arguments changed");
+		CHECK_CU(cuMemcpy3DBatchAsync(9, (CUDA_MEMCPY3D_BATCH_OP *)0x90, (size_t *)0x91, 0, (CUstream)0x93));
+		CHECK(args[0] == 9 && args[1] == 0x90 && args[2] == 0x91 && args[3] == 0 && args[4] == 0x93,
+		      "cuMemcpy3DBatchAsync arguments changed");
 	}
 	/* Through the resolver the runtime gets for itself, too. */
 	gpa2_fn gpa_again = (gpa2_fn)GET("cuGetProcAddress", 12000, 0);

@@ -84,6 +84,22 @@ CUresult cuMemcpyAtoA_v2_ptds(CUarray d, size_t doff, CUarray s, size_t soff, si
 	return CUDA_SUCCESS;
 }
 
+CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *d, CUdeviceptr *s, size_t *n, size_t count,
+			       CUmemcpyAttributes *a, size_t *ai, size_t na, CUstream st)
+{
+	nulldrv_args[0] = (uintptr_t)d; nulldrv_args[1] = (uintptr_t)s; nulldrv_args[2] = (uintptr_t)n;
+	nulldrv_args[3] = count; nulldrv_args[4] = (uintptr_t)a; nulldrv_args[5] = (uintptr_t)ai;
+	nulldrv_args[6] = na; nulldrv_args[7] = (uintptr_t)st;
+	return CUDA_SUCCESS;
+}
+CUresult cuMemcpy3DBatchAsync(size_t nops, CUDA_MEMCPY3D_BATCH_OP *ops, size_t *fail,
+			      unsigned long long flags, CUstream st)
+{
+	nulldrv_args[0] = nops; nulldrv_args[1] = (uintptr_t)ops; nulldrv_args[2] = (uintptr_t)fail;
+	nulldrv_args[3] = flags; nulldrv_args[4] = (uintptr_t)st; nulldrv_args[5] = 0;
+	return CUDA_SUCCESS;
+}
+
 void *nulldrv_raw(const char *name)
 {
 	if (strcmp(name, "cuLaunchKernel") == 0) return (void *)cuLaunchKernel;

@@ -46,7 +46,7 @@ run() { # name, command...
 	fi
 }
 
-for p in direct kinds runtime dlsym_new dlsym_old capture async; do
+for p in direct kinds runtime dlsym_new dlsym_old capture graphmem async; do
 	run "$p" env LD_PRELOAD="$SHIM" "$T/$p"
 done
 if [ $REALDRV = 0 ]; then
@@ -66,6 +66,8 @@ if [ $REALDRV = 0 ]; then
 	# A CUDA 12.x driver: no managed pools, so the synchronous fallback with
 	# deferred frees (the fake reads FAKECUDA_DRIVER_VERSION).
 	run async-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/async"
+	# ... and its resolution: the 12.8 batched-copy ABI, no _v2 yet.
+	run runtime-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/runtime"
 fi
 # dlsym_old really references the pre-2.34 binding.
 if ! objdump -T "$T/dlsym_old" | grep -q 'GLIBC_2.2.5.* dlsym$'; then
@@ -79,9 +81,14 @@ if [ $REALDRV = 1 ]; then
 	echo "real driver at $DRV: valgrind and Go daemon tests skipped"
 else
 	if command -v valgrind >/dev/null; then
-		run robust-memcheck env LD_PRELOAD="$SHIM" valgrind -q --error-exitcode=3 \
+		# Valgrind runs use a private copy of the driver: uprobes that other
+		# tests (bpf/) attach to build/fakecuda/libcuda.so.1 put int3 into
+		# every mapping of that file, which valgrind reports as SIGTRAP.
+		mkdir -p "$TMP/vglib"
+		cp "$DRV/libcuda.so.1" "$TMP/vglib/"
+		run robust-memcheck env LD_PRELOAD="$SHIM" LD_LIBRARY_PATH="$TMP/vglib" valgrind -q --error-exitcode=3 \
 			--suppressions="$HERE/valgrind.supp" "$T/robust"
-		run robust-helgrind env LD_PRELOAD="$SHIM" valgrind -q --tool=helgrind --error-exitcode=3 \
+		run robust-helgrind env LD_PRELOAD="$SHIM" LD_LIBRARY_PATH="$TMP/vglib" valgrind -q --tool=helgrind --error-exitcode=3 \
 			--suppressions="$HERE/valgrind.supp" "$T/robust"
 	else
 		echo "valgrind missing: memcheck/helgrind runs skipped"

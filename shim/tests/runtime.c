@@ -108,6 +108,52 @@ int main(void)
 		CHECK(t_calls("cuMemAllocManaged") == m0 + 1, "no managed allocation seen");
 	CHECK_CU(freep(d));
 
+	/* Batched copies: the 12.8 ABI (failure index) and the 13.0 _v2 ABI,
+	 * each with its per-thread variant, resolve to their own wrappers, and
+	 * a copy through the resolved pointer moves the data. */
+	int dv = 0;
+	CHECK_CU(cuDriverGetVersion(&dv));
+	if (dv >= 12080) {
+		EXPECT("cuMemcpyBatchAsync", 12080, 0, "libsluice", "cuMemcpyBatchAsync");
+		EXPECT("cuMemcpyBatchAsync", 12090, 2, "libsluice", "cuMemcpyBatchAsync_ptsz");
+		EXPECT("cuMemcpy3DBatchAsync", 12080, 0, "libsluice", "cuMemcpy3DBatchAsync");
+		EXPECT("cuMemcpy3DBatchAsync", 12080, 2, "libsluice", "cuMemcpy3DBatchAsync_ptsz");
+	}
+	if (dv >= 13000) {
+		EXPECT("cuMemcpyBatchAsync", 13000, 0, "libsluice", "cuMemcpyBatchAsync_v2");
+		EXPECT("cuMemcpyBatchAsync", 13000, 2, "libsluice", "cuMemcpyBatchAsync_v2_ptsz");
+		EXPECT("cuMemcpy3DBatchAsync", 13000, 0, "libsluice", "cuMemcpy3DBatchAsync_v2");
+		EXPECT("cuMemcpy3DBatchAsync", 13020, 2, "libsluice", "cuMemcpy3DBatchAsync_v2_ptsz");
+		typedef CUresult (*batch2_fn)(CUdeviceptr *, CUdeviceptr *, size_t *, size_t,
+					      CUmemcpyAttributes *, size_t *, size_t, CUstream);
+		batch2_fn batch = (batch2_fn)get("cuMemcpyBatchAsync", 13000, 0);
+		CUdeviceptr a = 0, b = 0;
+		CHECK_CU(alloc(&a, 8192));
+		CHECK_CU(alloc(&b, 8192));
+		CUstream bs;
+		CHECK_CU(cuStreamCreate(&bs, CU_STREAM_NON_BLOCKING));
+		memset((void *)(uintptr_t)a, 0x11, 8192);
+		memset((void *)(uintptr_t)b, 0, 8192);
+		CUdeviceptr dsts[2] = {b, b + 4096}, srcs[2] = {a, a + 4096};
+		size_t sizes[2] = {4096, 100};
+		/* CUmemcpyAttributes (opaque here): srcAccessOrder STREAM
+		 * first, the rest zero; 64 bytes cover its layout. */
+		unsigned int attr[16] = {1};
+		size_t idx[1] = {0};
+		unsigned long c0 = t_calls("cuMemcpyBatchAsync_v2");
+		CHECK_CU(batch ? batch(dsts, srcs, sizes, 2, (CUmemcpyAttributes *)attr, idx, 1, bs)
+			       : CUDA_ERROR_NOT_FOUND);
+		CHECK_CU(cuStreamSynchronize(bs));
+		const unsigned char *bb = (const unsigned char *)(uintptr_t)b;
+		CHECK(bb[0] == 0x11 && bb[4095] == 0x11 && bb[4096 + 99] == 0x11 && bb[4096 + 100] == 0,
+		      "batched copy through the resolved pointer");
+		if (fake)
+			CHECK(t_calls("cuMemcpyBatchAsync_v2") == c0 + 1, "the _v2 ABI did not reach the driver");
+		CHECK_CU(cuStreamDestroy_v2(bs));
+		CHECK_CU(freep(a));
+		CHECK_CU(freep(b));
+	}
+
 	/* Unknown names and NULL out-pointers are the driver's business. */
 	void *q = (void *)1;
 	CUdriverProcAddressQueryResult st;

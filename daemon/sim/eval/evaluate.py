@@ -37,7 +37,7 @@ def f2(x):
 
 
 ALL = "fcfs,batch,sjf,mqfq,mqfq-sticky,mqfq-sticky:hold-cold,sluice"
-FULL = "sluice:+memory+costttl+scalet+waitbusy+prefetch+retag+adaptived"
+NOAD = "sluice:-adaptived"
 
 print("## Default workload, D = 2 (seed 1)\n")
 res, wl = sim("default")
@@ -92,15 +92,15 @@ table(SEEDHEAD, seedrows(seeds("seeds", ALL)))
 print("## D = 1/2/3 (default workload, seed 1; mean latency s, fn variance s²)\n")
 rows = []
 for d in (1, 2, 3):
-    res, _ = sim(f"d{d}", "--d", str(d), "--policy", "fcfs,batch,mqfq-sticky,mqfq-sticky:hold-cold,sluice," + FULL)
-    rows.append([d] + [f"{f2(res[p]['mean_latency_s'])} / {res[p]['interfunction_variance']:.0f}" for p in ("fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", FULL)])
-table(["D", "fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", "sluice+adaptived"], rows)
+    res, _ = sim(f"d{d}", "--d", str(d), "--policy", "fcfs,batch,mqfq-sticky,mqfq-sticky:hold-cold,sluice," + NOAD)
+    rows.append([d] + [f"{f2(res[p]['mean_latency_s'])} / {res[p]['interfunction_variance']:.0f}" for p in ("fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", NOAD)])
+table(["D", "fcfs", "batch", "mqfq-sticky", "mqfq-sticky:hold-cold", "sluice", NOAD], rows)
 rows = []
 for d in (1, 2, 3):
-    acc = seeds(f"d{d}", "fcfs,batch,mqfq-sticky,sluice", "--d", str(d))
-    rows.append([d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice")])
+    acc = seeds(f"d{d}", "fcfs,batch,mqfq-sticky,sluice," + NOAD, "--d", str(d))
+    rows.append([d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice", NOAD)])
 print("Same, mean latency averaged over seeds 1-10:\n")
-table(["D", "fcfs", "batch", "mqfq-sticky", "sluice"], rows)
+table(["D", "fcfs", "batch", "mqfq-sticky", "sluice", NOAD], rows)
 
 print("## T sweep (mean latency s; seeds 1-10 averaged; sluice scales T from the value given)\n")
 rows = []
@@ -117,10 +117,22 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-prefetch,"
-      "sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy,sluice:-scalet-costttl," + FULL + ",sluice:+adaptived")
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,"
+      "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
+      "sluice:+adaptived,sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy")
 acc = seeds("ablation", ab)
 table(SEEDHEAD, seedrows(acc))
+
+print("## Seeds 11-20 (default functions, D = 2; used to check candidate sets, not a clean hold-out)\n")
+table(SEEDHEAD, seedrows(seeds("heldout", "mqfq-sticky,mqfq-sticky:hold-cold,sluice," + NOAD, seeds=range(11, 21))))
+
+print("## Slowdown-curve sensitivity (seeds 1-10 avg; s(3) from the fitted curve through s(2) = 1.27 and s(6))\n")
+rows = []
+for s6 in ("3.0", "6", "8"):
+    for d in (2, 3):
+        acc = seeds(f"curve{s6}-d{d}", "fcfs,batch,mqfq-sticky,sluice," + NOAD, "--slowdown6", s6, "--d", str(d))
+        rows.append([s6, d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice", NOAD)])
+table(["s(6)", "D", "fcfs", "batch", "mqfq-sticky", "sluice", NOAD], rows)
 
 print("## Load sweep (default workload functions, seeds 1-10)\n")
 rows = []

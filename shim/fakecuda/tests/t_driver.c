@@ -356,6 +356,228 @@ static void t_pools(void)
 	CHECK_CU(cuCtxSynchronize());
 }
 
+static cuuint64_t gmem(CUgraphMem_attribute a)
+{
+	cuuint64_t v = 12345;
+	CHECK_CU(cuDeviceGetGraphMemAttribute(0, a, &v));
+	return v;
+}
+
+/* Graph memory: an allocation node's memory comes from the device's graph
+ * pool at launch, a free returns it to the pool (still reserved), a trim
+ * releases it; the emulated GPU counts the pool's physical memory. */
+static void t_graph_mem(void)
+{
+	const size_t N = 4 << 20;
+	CHECK_CU(cuDeviceGraphMemTrim(0));
+	cuuint64_t used0 = gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT), res0 = gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT);
+	CHECK(used0 == 0 && res0 == 0, "graph pool not empty at start: %llu/%llu", (unsigned long long)used0,
+	      (unsigned long long)res0);
+	size_t f0, f1, tot;
+	CHECK_CU(cuMemGetInfo_v2(&f0, &tot));
+	CUgraph g;
+	CHECK_CU(cuGraphCreate(&g, 0));
+	CUDA_MEM_ALLOC_NODE_PARAMS ap;
+	memset(&ap, 0, sizeof(ap));
+	ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	ap.poolProps.location.id = 0;
+	ap.bytesize = N;
+	CUgraphNode an = NULL, fn = NULL;
+	CHECK_CU(cuGraphAddMemAllocNode(&an, g, NULL, 0, &ap));
+	CHECK(ap.dptr != 0, "no address for the allocation node");
+	CUgraphNodeType ty;
+	CHECK_CU(cuGraphNodeGetType(an, &ty));
+	CHECK(ty == CU_GRAPH_NODE_TYPE_MEM_ALLOC, "alloc node type %d", (int)ty);
+	/* bad parameters */
+	CUDA_MEM_ALLOC_NODE_PARAMS bad = ap;
+	bad.bytesize = 0;
+	CHECK_RC(cuGraphAddMemAllocNode(&fn, g, NULL, 0, &bad), CUDA_ERROR_INVALID_VALUE);
+	bad = ap;
+	bad.poolProps.location.id = 7;
+	CHECK_RC(cuGraphAddMemAllocNode(&fn, g, NULL, 0, &bad), CUDA_ERROR_INVALID_DEVICE);
+	CHECK_RC(cuGraphAddMemAllocNode(&fn, g, NULL, 0, NULL), CUDA_ERROR_INVALID_VALUE);
+	CUdeviceptr plain;
+	CHECK_CU(cuMemAlloc_v2(&plain, 4096));
+	CHECK_RC(cuGraphAddMemFreeNode(&fn, g, &an, 1, plain), CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuMemFree_v2(plain));
+	/* no memory until the graph runs */
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0 && gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == 0,
+	      "node creation allocated graph memory");
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 == f0, "node creation took device memory: %zu -> %zu", f0, f1);
+
+	/* graph 1: allocate, memset, free */
+	CHECK_CU(cuMemsetD8Async(ap.dptr, 0x5a, N, NULL)); /* not captured: g is built by hand */
+	CHECK_CU(cuCtxSynchronize());
+	CHECK_CU(cuGraphAddMemFreeNode(&fn, g, &an, 1, ap.dptr));
+	CHECK_CU(cuGraphNodeGetType(fn, &ty));
+	CHECK(ty == CU_GRAPH_NODE_TYPE_MEM_FREE, "free node type %d", (int)ty);
+	CUgraphExec x;
+	CHECK_CU(cuGraphInstantiateWithFlags(&x, g, 0));
+	CHECK_CU(cuGraphLaunch(x, NULL));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N, "launch did not map: reserved %llu",
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 + N == f0, "graph memory not on the emulated GPU: %zu -> %zu", f0, f1);
+	CHECK_CU(cuCtxSynchronize()); /* the allocation and free nodes run */
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0, "free node did not free");
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N, "pool did not keep the memory");
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_HIGH) == N && gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH) == N,
+	      "high-water marks");
+	/* relaunch (twice in a row: stream order frees before it allocates
+	 * again) reuses the pool's memory */
+	CHECK_CU(cuGraphLaunch(x, NULL));
+	CHECK_CU(cuGraphLaunch(x, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N, "relaunch grew the pool: %llu",
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	/* trim releases what no live allocation uses */
+	CHECK_CU(cuDeviceGraphMemTrim(0));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == 0, "trim left %llu",
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 == f0, "trim did not give the memory back: %zu -> %zu", f0, f1);
+	cuuint64_t zero = 0, one = 1;
+	CHECK_CU(cuDeviceSetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH, &zero));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH) == 0, "high-water mark not reset");
+	CHECK_RC(cuDeviceSetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_HIGH, &one), CUDA_ERROR_INVALID_VALUE);
+	CHECK_RC(cuDeviceSetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &zero), CUDA_ERROR_INVALID_VALUE);
+	CHECK_RC(cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHECK_RC(cuDeviceGetGraphMemAttribute(9, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &one), CUDA_ERROR_INVALID_DEVICE);
+	CHECK_CU(cuGraphExecDestroy(x));
+	CHECK_CU(cuGraphDestroy(g));
+
+	/* graph 2: an allocation the graph does not free stays live after the
+	 * launch, a second launch is refused until the app frees it, and it
+	 * outlives its graph */
+	CUgraph g2;
+	CHECK_CU(cuGraphCreate(&g2, 0));
+	CUDA_MEM_ALLOC_NODE_PARAMS ap2 = ap;
+	ap2.dptr = 0;
+	CHECK_CU(cuGraphAddMemAllocNode(&an, g2, NULL, 0, &ap2));
+	CUgraphExec x2;
+	CHECK_CU(cuGraphInstantiateWithFlags(&x2, g2, 0));
+	CHECK_CU(cuGraphLaunch(x2, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == N, "live graph allocation not counted");
+	CHECK_RC(cuGraphLaunch(x2, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuMemFreeAsync(ap2.dptr, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0, "cuMemFreeAsync of graph memory");
+	CHECK_CU(cuGraphLaunch(x2, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK_CU(cuGraphExecDestroy(x2));
+	CHECK_CU(cuGraphDestroy(g2));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == N, "graph destroy freed a live allocation");
+	unsigned char b = 0;
+	CHECK_CU(cuMemcpyDtoH_v2(&b, ap2.dptr + 10, 1)); /* still usable */
+	CHECK_CU(cuMemFree_v2(ap2.dptr));
+	CHECK_RC(cuMemFree_v2(ap2.dptr), CUDA_ERROR_INVALID_VALUE);
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0 && gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N,
+	      "after cuMemFree: used %llu reserved %llu", (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT),
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	CHECK_CU(cuDeviceGraphMemTrim(0));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == 0, "trim after destroy");
+
+	/* graph 3: a captured stream-ordered allocation is an allocation node */
+	CUstream s;
+	CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHECK_CU(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_RELAXED));
+	CUdeviceptr c = 0;
+	CHECK_CU(cuMemAllocAsync(&c, N / 2, s));
+	CHECK_CU(cuMemsetD8Async(c, 1, N / 2, s));
+	CHECK_CU(cuMemFreeAsync(c, s));
+	CUgraph g3;
+	CHECK_CU(cuStreamEndCapture(s, &g3));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == 0, "capture allocated graph memory");
+	CUgraphExec x3;
+	CHECK_CU(cuGraphInstantiateWithFlags(&x3, g3, 0));
+	CHECK_CU(cuGraphLaunch(x3, s));
+	CHECK_CU(cuStreamSynchronize(s));
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0 && gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N / 2,
+	      "captured graph: used %llu reserved %llu", (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT),
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	CHECK_CU(cuGraphExecDestroy(x3));
+	CHECK_CU(cuGraphDestroy(g3));
+	CHECK_CU(cuDeviceGraphMemTrim(0));
+	CHECK_CU(cuStreamDestroy_v2(s));
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 == f0, "graph memory left on the device: %zu -> %zu", f0, f1);
+}
+
+/* Destroying a context, or resetting the primary one, frees its memory. */
+static void t_ctx_teardown(void)
+{
+	CUcontext prim = NULL, c2 = NULL;
+	CHECK_CU(cuCtxGetCurrent(&prim));
+	size_t f0, f1, tot;
+	CHECK_CU(cuMemGetInfo_v2(&f0, &tot));
+	CUdeviceptr keep, d, m, a;
+	CHECK_CU(cuMemAlloc_v2(&keep, 1 << 20));
+	CHECK_CU(cuCtxCreate_v2(&c2, 0, 0));
+	CHECK_CU(cuMemAlloc_v2(&d, 1 << 20));
+	CHECK_CU(cuMemAllocManaged(&m, 1 << 20, CU_MEM_ATTACH_GLOBAL));
+	CHECK_CU(cuMemPrefetchAsync(m, 1 << 20, 0, NULL));
+	CHECK_CU(cuMemAllocAsync(&a, 1 << 20, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 + (4 << 20) == f0, "before destroy %zu -> %zu", f0, f1);
+	CHECK_CU(cuCtxDestroy_v2(c2));
+	CHECK_CU(cuCtxSetCurrent(prim));
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 + (1 << 20) == f0, "cuCtxDestroy did not free its memory: %zu -> %zu", f0, f1);
+	CUcontext q = NULL;
+	CHECK_RC(cuPointerGetAttribute(&q, CU_POINTER_ATTRIBUTE_CONTEXT, d), CUDA_ERROR_INVALID_VALUE);
+	CHECK_RC(cuMemFree_v2(m), CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuPointerGetAttribute(&q, CU_POINTER_ATTRIBUTE_CONTEXT, keep));
+	/* primary context reset */
+	CHECK_CU(cuDevicePrimaryCtxReset_v2(0));
+	CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+	CHECK(f1 == f0, "primary reset did not free its memory: %zu -> %zu", f0, f1);
+	CHECK_RC(cuPointerGetAttribute(&q, CU_POINTER_ATTRIBUTE_CONTEXT, keep), CUDA_ERROR_INVALID_VALUE);
+}
+
+/* Pools of pinned host memory: allocations are host memory, not on the
+ * emulated GPU. */
+static void t_host_pools(void)
+{
+	for (int lt = 0; lt < 2; lt++) {
+		CUmemPoolProps pr;
+		memset(&pr, 0, sizeof(pr));
+		pr.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+		pr.location.type = lt ? CU_MEM_LOCATION_TYPE_HOST_NUMA : CU_MEM_LOCATION_TYPE_HOST;
+		CUmemoryPool p;
+		CHECK_CU(cuMemPoolCreate(&p, &pr));
+		size_t f0, f1, tot;
+		CHECK_CU(cuMemGetInfo_v2(&f0, &tot));
+		CUdeviceptr a;
+		CHECK_CU(cuMemAllocFromPoolAsync(&a, 1 << 20, p, NULL));
+		CHECK_CU(cuMemGetInfo_v2(&f1, &tot));
+		CHECK(f1 == f0, "host pool allocation took device memory");
+		CUmemorytype mt = 0;
+		CHECK_CU(cuPointerGetAttribute(&mt, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, a));
+		CHECK(mt == CU_MEMORYTYPE_HOST, "host pool memory type %d", (int)mt);
+		CHECK_CU(cuMemsetD8Async(a, 3, 1 << 20, NULL));
+		CHECK_CU(cuCtxSynchronize());
+		CHECK(((unsigned char *)(uintptr_t)a)[12345] == 3, "host pool memory not host-accessible");
+		cuuint64_t used = 0;
+		CHECK_CU(cuMemPoolGetAttribute(p, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+		CHECK(used == 1 << 20, "host pool used %llu", (unsigned long long)used);
+		CHECK_RC(cuMemFreeHost((void *)(uintptr_t)a), CUDA_ERROR_INVALID_VALUE);
+		CHECK_CU(cuMemFreeAsync(a, NULL));
+		CHECK_CU(cuCtxSynchronize());
+		CHECK_CU(cuMemPoolDestroy(p));
+	}
+	CUmemPoolProps pr;
+	memset(&pr, 0, sizeof(pr));
+	pr.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	pr.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+	pr.location.id = 3;
+	CUmemoryPool p;
+	CHECK_RC(cuMemPoolCreate(&p, &pr), CUDA_ERROR_INVALID_VALUE);
+}
+
 static void t_vmm(void)
 {
 	CUmemAllocationProp pr;
@@ -519,9 +741,12 @@ static int mode_all(void)
 	t_streams();
 	t_capture();
 	t_pools();
+	t_host_pools();
+	t_graph_mem();
 	t_vmm();
 	t_launch();
 	t_procaddr();
+	t_ctx_teardown(); /* last: resets the primary context */
 	return ft_done("t_driver");
 }
 
