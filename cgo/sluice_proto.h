@@ -22,7 +22,9 @@
  * it updates the counters with atomics, the daemon reads them with atomics.
  *
  * Numbers are explicit and never reused: this header crosses a process
- * boundary. Only add.
+ * boundary. Only add; a change of any layout (version 2: a seventh memory
+ * kind, so every array by kind grew) bumps SLUICE_PROTO_VERSION, and the
+ * daemon refuses a shim of another version.
  */
 #ifndef SLUICE_PROTO_H
 #define SLUICE_PROTO_H

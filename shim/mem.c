@@ -92,19 +92,27 @@ uint64_t mem_evictable_bytes(void)
  * only these are queried, so the shim never touches a device (or makes a
  * driver create state for one) the application does not use. */
 static _Atomic uint32_t graph_devs;
+static _Atomic int graph_used; /* a path the shim sees made graph memory */
 static pthread_mutex_t graph_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void graph_dev_note(CUdevice d)
 {
 	if (d >= 0 && d < SLUICE_MAX_DEVICES)
 		atomic_fetch_or(&graph_devs, 1u << d);
+	atomic_store_explicit(&graph_used, 1, memory_order_relaxed);
+}
+
+static CUdevice current_device(void)
+{
+	CUdevice d = -1;
+	if (REAL(cuCtxGetDevice) == NULL || REAL(cuCtxGetDevice)(&d) != CUDA_SUCCESS)
+		return -1;
+	return d;
 }
 
 static void graph_dev_note_current(void)
 {
-	CUdevice d = -1;
-	if (REAL(cuCtxGetDevice) != NULL && REAL(cuCtxGetDevice)(&d) == CUDA_SUCCESS)
-		graph_dev_note(d);
+	graph_dev_note(current_device());
 }
 
 /* Set one kind's live bytes to an absolute value (the driver's figure). */
@@ -477,6 +485,7 @@ void mem_atfork_child(void)
 		atomic_store(&shim_usage, &local_page);
 	}
 	atomic_store(&graph_devs, 0); /* the child has no graph memory yet */
+	atomic_store(&graph_used, 0);
 	pthread_mutex_unlock(&defer_mu);
 	pthread_mutex_unlock(&mu);
 	pthread_mutex_unlock(&graph_mu);
@@ -560,7 +569,9 @@ static int over_budget(size_t n)
 	uint64_t b = atomic_load_explicit(&shim_budget, memory_order_relaxed);
 	if (b == 0)
 		return 0;
-	mem_graph_refresh(); /* nothing to do unless the process has graph memory */
+	/* only when the process made graph memory: two driver queries */
+	if (atomic_load_explicit(&graph_used, memory_order_relaxed))
+		mem_graph_refresh();
 	if (mem_live_bytes() + n <= b)
 		return 0;
 	__atomic_fetch_add(&page()->oom_refused, 1, __ATOMIC_RELAXED);
@@ -1213,6 +1224,42 @@ SHIM_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const 
 	return r;
 }
 
+/* The generic way to add a node: an allocation node notes its device. */
+static void node_added(CUresult r, const CUgraphNodeParams *p)
+{
+	if (r != CUDA_SUCCESS || p == NULL || p->type != CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+		return;
+	if (p->alloc.poolProps.location.type == CU_MEM_LOCATION_TYPE_DEVICE)
+		graph_dev_note(p->alloc.poolProps.location.id);
+	else
+		graph_dev_note_current();
+}
+
+SHIM_EXPORT CUresult cuGraphAddNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps,
+				    size_t ndeps, CUgraphNodeParams *p)
+{
+	shim_ensure_init();
+	cuGraphAddNode_fn real = REAL(cuGraphAddNode);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(node, g, deps, ndeps, p);
+	node_added(r, p);
+	return r;
+}
+
+SHIM_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode *node, CUgraph g, const CUgraphNode *deps,
+				       const CUgraphEdgeData *edges, size_t ndeps,
+				       CUgraphNodeParams *p)
+{
+	shim_ensure_init();
+	cuGraphAddNode_v2_fn real = REAL(cuGraphAddNode_v2);
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real(node, g, deps, edges, ndeps, p);
+	node_added(r, p);
+	return r;
+}
+
 SHIM_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps,
 					   size_t ndeps, CUdeviceptr dp)
 {
@@ -1261,8 +1308,11 @@ SHIM_EXPORT CUresult cuMemGetInfo_v2(size_t *free_out, size_t *total_out)
 	CUresult r = real(&pf, &pt);
 	if (r != CUDA_SUCCESS)
 		return r;
-	/* graph memory the driver allocated at launches since the last look */
-	graph_dev_note_current();
+	/* graph memory the driver allocated at launches since the last look
+	 * (the current device is watched from now on, whatever path made it) */
+	CUdevice cd = current_device();
+	if (cd >= 0 && cd < SLUICE_MAX_DEVICES)
+		atomic_fetch_or(&graph_devs, 1u << cd);
 	mem_graph_refresh();
 	uint64_t total = view_total(pt);
 	uint64_t live = mem_live_bytes();

@@ -372,11 +372,18 @@ func TestShimGraphMemory(t *testing.T) {
 	if total-free != 8*mib {
 		t.Errorf("capacity view: total %d free %d, want 8 MiB in use", total, free)
 	}
+	// The budget counts it: 2 MiB managed + 6 MiB graph leave 2 MiB of 10.
+	if r, err := s.SetBudget(ctx, 10*mib); err != nil || r.Err() != nil {
+		t.Fatalf("set budget: %v %v", err, r.Err())
+	}
+	p.do("alloc 4194304", "err 2")
+	p.do("alloc 1048576", "ok")
 	p.do("trim", "ok")
 	if u, _ := s.Usage(); u.Live[KindGraph] != 0 {
 		t.Errorf("graph memory after trim: %d", u.Live[KindGraph])
 	}
-	if r, err := s.ReportUsage(ctx); err != nil || r.Usage[KindGraph] != 0 || r.Bytes != 2*mib {
+	p.do("alloc 4194304", "ok") // room again once the pool gave its memory back
+	if r, err := s.ReportUsage(ctx); err != nil || r.Usage[KindGraph] != 0 || r.Bytes != 7*mib {
 		t.Errorf("report after trim: %+v %v", r, err)
 	}
 	emu, _ = emuProcs(t, dev)

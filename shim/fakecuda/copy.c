@@ -462,6 +462,16 @@ FK_EXPORT CUresult cuMemsetD2D32_v2(CUdeviceptr d, size_t pitch, unsigned int v,
  * the stream, in array order (the real driver leaves the order within a
  * batch open). Attributes are checked for presence only. A failure names
  * the copy in *failIdx (12.8 ABI), SIZE_MAX when no copy is to blame. */
+/* A pointer into a known allocation must have n bytes left in it; other
+ * pointers are host memory the driver does not know (pageable, allowed). */
+static int batch_fits(uint64_t p, size_t n)
+{
+	struct fk_range r;
+	if (!fk_find_range(p, &r))
+		return 1;
+	return n <= r.size - (p - r.base);
+}
+
 static CUresult batch_copy(const char *nm, CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
 			   CUmemcpyAttributes *attrs, size_t *attrsIdxs, size_t numAttrs, size_t *failIdx, CUstream hs,
 			   int ptsz)
@@ -476,6 +486,8 @@ static CUresult batch_copy(const char *nm, CUdeviceptr *dsts, CUdeviceptr *srcs,
 		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "the legacy NULL stream");
 	for (size_t i = 0; i < count; i++) {
 		CUresult r = check(dsts[i], srcs[i], sizes[i], 0);
+		if (r == CUDA_SUCCESS && (!batch_fits(dsts[i], sizes[i]) || !batch_fits(srcs[i], sizes[i])))
+			r = CUDA_ERROR_INVALID_VALUE;
 		if (r != CUDA_SUCCESS) {
 			if (failIdx)
 				*failIdx = i;

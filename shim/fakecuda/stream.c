@@ -7,6 +7,7 @@
  */
 #include "fakecuda.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -1330,27 +1331,26 @@ FK_EXPORT CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
 
 /* Explicit memory nodes. Fake graphs are linear: nodes run in the order they
  * were added, which satisfies any dependency list given. */
-FK_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
-					  size_t numDependencies, CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+static CUresult add_alloc_node(const char *nm, CUgraphNode *phGraphNode, CUgraph hGraph,
+			       const CUgraphNode *dependencies, size_t numDependencies,
+			       CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
 {
-	FK_ENTER("cuGraphAddMemAllocNode");
-	FK_NEED_INIT("cuGraphAddMemAllocNode");
+	FK_NEED_INIT(nm);
 	struct fgraph *g = graph_get(hGraph);
 	if (!phGraphNode || !g || !nodeParams || nodeParams->bytesize == 0 || (numDependencies && !dependencies) ||
 	    nodeParams->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
 	    nodeParams->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
-		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_INVALID_VALUE, "graph=%p", (void *)hGraph);
+		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "graph=%p", (void *)hGraph);
 	if (!fk_valid_device(nodeParams->poolProps.location.id))
-		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_INVALID_DEVICE, "dev=%d",
-			      nodeParams->poolProps.location.id);
+		return fk_log(nm, CUDA_ERROR_INVALID_DEVICE, "dev=%d", nodeParams->poolProps.location.id);
 	struct fop *op = fk_op_new(OP_NOP);
 	if (!op)
-		return fk_log("cuGraphAddMemAllocNode", CUDA_ERROR_OUT_OF_MEMORY, NULL);
+		return fk_log(nm, CUDA_ERROR_OUT_OF_MEMORY, NULL);
 	CUdeviceptr p = 0;
 	CUresult r = fk_alloc_graph_mem(&p, nodeParams->bytesize, nodeParams->poolProps.location.id);
 	if (r != CUDA_SUCCESS) {
 		fk_op_free(op);
-		return fk_log("cuGraphAddMemAllocNode", r, "bytes=%zu", nodeParams->bytesize);
+		return fk_log(nm, r, "bytes=%zu", nodeParams->bytesize);
 	}
 	op->u.fr.ptr = p;
 	fk_graph_add_mem(g, p);
@@ -1359,30 +1359,75 @@ FK_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGra
 	pthread_mutex_unlock(&G.mu);
 	nodeParams->dptr = p;
 	*phGraphNode = (CUgraphNode)op;
-	return fk_log("cuGraphAddMemAllocNode", CUDA_SUCCESS, "graph=%p dev=%d bytes=%zu ptr=%#llx", (void *)g,
+	return fk_log(nm, CUDA_SUCCESS, "graph=%p dev=%d bytes=%zu ptr=%#llx", (void *)g,
 		      nodeParams->poolProps.location.id, nodeParams->bytesize, (unsigned long long)p);
+}
+
+static CUresult add_free_node(const char *nm, CUgraphNode *phGraphNode, CUgraph hGraph,
+			      const CUgraphNode *dependencies, size_t numDependencies, CUdeviceptr dptr)
+{
+	FK_NEED_INIT(nm);
+	struct fgraph *g = graph_get(hGraph);
+	/* only graph memory can be freed by a graph */
+	if (!phGraphNode || !g || (numDependencies && !dependencies) || !fk_is_graph_mem(dptr))
+		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "graph=%p ptr=%#llx", (void *)hGraph, (unsigned long long)dptr);
+	struct fop *op = fk_op_new(OP_FREE);
+	if (!op)
+		return fk_log(nm, CUDA_ERROR_OUT_OF_MEMORY, NULL);
+	op->u.fr.ptr = dptr;
+	pthread_mutex_lock(&G.mu);
+	graph_append(g, op);
+	pthread_mutex_unlock(&G.mu);
+	*phGraphNode = (CUgraphNode)op;
+	return fk_log(nm, CUDA_SUCCESS, "graph=%p ptr=%#llx", (void *)g, (unsigned long long)dptr);
+}
+
+FK_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+					  size_t numDependencies, CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+{
+	FK_ENTER("cuGraphAddMemAllocNode");
+	return add_alloc_node("cuGraphAddMemAllocNode", phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
 }
 
 FK_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
 					 size_t numDependencies, CUdeviceptr dptr)
 {
 	FK_ENTER("cuGraphAddMemFreeNode");
-	FK_NEED_INIT("cuGraphAddMemFreeNode");
-	struct fgraph *g = graph_get(hGraph);
-	/* only graph memory can be freed by a graph */
-	if (!phGraphNode || !g || (numDependencies && !dependencies) || !fk_is_graph_mem(dptr))
-		return fk_log("cuGraphAddMemFreeNode", CUDA_ERROR_INVALID_VALUE, "graph=%p ptr=%#llx", (void *)hGraph,
-			      (unsigned long long)dptr);
-	struct fop *op = fk_op_new(OP_FREE);
-	if (!op)
-		return fk_log("cuGraphAddMemFreeNode", CUDA_ERROR_OUT_OF_MEMORY, NULL);
-	op->u.fr.ptr = dptr;
-	pthread_mutex_lock(&G.mu);
-	graph_append(g, op);
-	pthread_mutex_unlock(&G.mu);
-	*phGraphNode = (CUgraphNode)op;
-	return fk_log("cuGraphAddMemFreeNode", CUDA_SUCCESS, "graph=%p ptr=%#llx", (void *)g, (unsigned long long)dptr);
+	return add_free_node("cuGraphAddMemFreeNode", phGraphNode, hGraph, dependencies, numDependencies, dptr);
 }
+
+/* The generic entry points: memory nodes only (other node types are not
+ * emulated: add them by capture). */
+static CUresult add_node(const char *nm, CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+			 size_t numDependencies, CUgraphNodeParams *nodeParams)
+{
+	if (!nodeParams)
+		return fk_log(nm, CUDA_ERROR_INVALID_VALUE, "params=NULL");
+	if (nodeParams->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+		return add_alloc_node(nm, phGraphNode, hGraph, dependencies, numDependencies, &nodeParams->alloc);
+	if (nodeParams->type == CU_GRAPH_NODE_TYPE_MEM_FREE)
+		return add_free_node(nm, phGraphNode, hGraph, dependencies, numDependencies, nodeParams->free.dptr);
+	return fk_log(nm, CUDA_ERROR_NOT_SUPPORTED, "node type %d not emulated", (int)nodeParams->type);
+}
+
+FK_EXPORT CUresult cuGraphAddNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+				  size_t numDependencies, CUgraphNodeParams *nodeParams)
+{
+	FK_ENTER("cuGraphAddNode");
+	return add_node("cuGraphAddNode", phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
+}
+
+FK_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+				     const CUgraphEdgeData *dependencyData, size_t numDependencies,
+				     CUgraphNodeParams *nodeParams)
+{
+	FK_ENTER("cuGraphAddNode_v2");
+	(void)dependencyData; /* edge types are not emulated */
+	return add_node("cuGraphAddNode_v2", phGraphNode, hGraph, dependencies, numDependencies, nodeParams);
+}
+
+_Static_assert(sizeof(CUgraphNodeParams) == 256, "CUgraphNodeParams layout");
+_Static_assert(offsetof(CUgraphNodeParams, alloc) == 16, "CUgraphNodeParams union offset");
 
 /* ---------------------------------------------------------- test hooks */
 

@@ -1194,6 +1194,28 @@ struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
     size_t bytesize;
     CUdeviceptr dptr; /* out: the allocation's fixed address */
 };
+/* Generic node creation (12.2; _v2 with edge data 12.3): a tagged union of
+ * 256 bytes. Only the memory-node members are spelled out here; the others
+ * are covered by reserved1. */
+typedef struct CUgraphNodeParams_st {
+    CUgraphNodeType type;
+    int reserved0[3];
+    union {
+        long long reserved1[29];
+        struct CUDA_MEM_ALLOC_NODE_PARAMS_st alloc; /* _v2: same layout as v1 */
+        struct {
+            CUdeviceptr dptr;
+        } free;
+    };
+    long long reserved2;
+} CUgraphNodeParams;
+CUresult CUDAAPI cuGraphAddNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                const CUgraphNode *dependencies, size_t numDependencies,
+                                CUgraphNodeParams *nodeParams);
+CUresult CUDAAPI cuGraphAddNode_v2(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                   const CUgraphNode *dependencies,
+                                   const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                   CUgraphNodeParams *nodeParams);
 CUresult CUDAAPI cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr,
                                               void *value);
 CUresult CUDAAPI cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr,

@@ -90,6 +90,11 @@ else
 			--suppressions="$HERE/valgrind.supp" "$T/robust"
 		run robust-helgrind env LD_PRELOAD="$SHIM" LD_LIBRARY_PATH="$TMP/vglib" valgrind -q --tool=helgrind --error-exitcode=3 \
 			--suppressions="$HERE/valgrind.supp" "$T/robust"
+		# graph memory accounting and context teardown sweeps
+		for p in graphmem direct; do
+			run "$p-memcheck" env LD_PRELOAD="$SHIM" LD_LIBRARY_PATH="$TMP/vglib" valgrind -q --error-exitcode=3 \
+				--suppressions="$HERE/valgrind.supp" "$T/$p"
+		done
 	else
 		echo "valgrind missing: memcheck/helgrind runs skipped"
 		[ "${SLUICE_CI:-}" = 1 ] && fail=1

@@ -22,10 +22,14 @@ import (
 // and checks that the observer attributes exactly the function's driver
 // calls to its container and, through the Function callback, to its name:
 // the allocations arrive as cuMemAllocManaged (the shim's conversion, seen
-// below the shim), none as cuMemAlloc_v2.
+// below the shim), none as cuMemAlloc_v2; and the daemon's evict and
+// prefetch commands, carried out by the shim inside the container, show up
+// as that container's prefetches.
 func TestObserverSeesContainer(t *testing.T) {
 	testenv.RequireRoot(t)
-	rt, s, _ := dockerSetup(t, "e2e-observed")
+	rt, s, devFile := dockerSetup(t, "e2e-observed")
+	s = withEnv(s, queueAtSubmission)
+	srt := newShimRuntime(t, rt)
 	lib := testenv.Artifact(t, "fakecuda/libcuda.so.1")
 
 	var mu sync.Mutex
@@ -51,7 +55,7 @@ func TestObserverSeesContainer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	p := pool.New(rt, pool.Config{Logger: testLogger(t), StopGrace: -1})
+	p := pool.New(srt, pool.Config{Logger: testLogger(t), StopGrace: -1})
 	defer p.Close(context.Background())
 	id, err := p.Start(ctx, s)
 	if err != nil {
@@ -60,14 +64,19 @@ func TestObserverSeesContainer(t *testing.T) {
 	mu.Lock()
 	functions[string(id)] = s.Function
 	mu.Unlock()
+	sess := srt.session(t, id, 10*time.Second)
 
+	// Two quick invocations, then a long one whose memory the test evicts
+	// and prefetches (each command: one cuMemPrefetchAsync_v2 per
+	// allocation, one cuEventSynchronize, in the shim's control thread).
 	args := matmulArgs{MB: 4, Iters: 3, N: 32}
-	const invocations = 2
-	for range invocations {
+	const quick = 2
+	for range quick {
 		if _, err := invokeMatmul(ctx, p, id, args); err != nil {
 			t.Fatal(err)
 		}
 	}
+	cmds, long := evictPrefetchRetrying(ctx, t, p, sess, id, devFile)
 
 	o.Poll()
 	snap := o.Snapshot()
@@ -76,18 +85,20 @@ func TestObserverSeesContainer(t *testing.T) {
 		t.Fatalf("container %s not in the observer's snapshot: %+v", shortID(id), snap.Containers)
 	}
 	tot := c.Totals
-	n := uint64(invocations)
+	q, l := uint64(quick), uint64(long)
+	n := q + l
 	want := bpf.Counters{}
 	want.Allocs[bpf.AllocManaged] = 4 * n
-	want.AllocBytes[bpf.AllocManaged] = n * args.bytes()
-	want.Frees, want.FreedBytes = 4*n, n*args.bytes()
-	want.Memcpys[bpf.MemcpyHtoD], want.MemcpyBytes[bpf.MemcpyHtoD] = 2*n, n*args.htod() // htod: A and B
-	want.Memcpys[bpf.MemcpyDtoH], want.MemcpyBytes[bpf.MemcpyDtoH] = 2*n, n*args.dtoh() // dtoh: C and the buffer's tail
-	want.Launches[bpf.LaunchKernel] = n * 2 * uint64(args.Iters)
-	check := func(what string, got, want uint64) {
+	want.AllocBytes[bpf.AllocManaged] = q*args.bytes() + l*longArgs.bytes()
+	want.Frees, want.FreedBytes = 4*n, want.AllocBytes[bpf.AllocManaged]
+	// htod: A and B; dtoh: C and the buffer's tail
+	want.Memcpys[bpf.MemcpyHtoD], want.MemcpyBytes[bpf.MemcpyHtoD] = 2*n, q*args.htod()+l*longArgs.htod()
+	want.Memcpys[bpf.MemcpyDtoH], want.MemcpyBytes[bpf.MemcpyDtoH] = 2*n, q*args.dtoh()+l*longArgs.dtoh()
+	want.Launches[bpf.LaunchKernel] = q*2*uint64(args.Iters) + l*2*uint64(longArgs.Iters)
+	check := func(what string, got, exp uint64) {
 		t.Helper()
-		if got != want {
-			t.Errorf("container %s: %s = %d, want %d", shortID(id), what, got, want)
+		if got != exp {
+			t.Errorf("container %s: %s = %d, want %d", shortID(id), what, got, exp)
 		}
 	}
 	check("cuMemAllocManaged calls", tot.Allocs[bpf.AllocManaged], want.Allocs[bpf.AllocManaged])
@@ -105,6 +116,11 @@ func TestObserverSeesContainer(t *testing.T) {
 	// after the kernels, once each per invocation.
 	check("cuCtxSynchronize calls", tot.Syncs[bpf.SyncCtx], n)
 	check("cuStreamSynchronize calls", tot.Syncs[bpf.SyncStream], n)
+	check("cuEventSynchronize calls (the shim's, one per command that moved memory)", tot.Syncs[bpf.SyncEvent], cmds.moving)
+	check("prefetched bytes (the daemon's evict and prefetch)", tot.PrefetchBytes, cmds.bytes)
+	if tot.Prefetches < cmds.moving || cmds.bytes < 2*longArgs.bytes() {
+		t.Errorf("container %s: %d prefetch calls for %+v", shortID(id), tot.Prefetches, cmds)
+	}
 	if tot.SyncNs[bpf.SyncStream] == 0 {
 		t.Errorf("container %s: no time measured in cuStreamSynchronize", shortID(id))
 	}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-gpu/sluice/cgo/shimctl"
 	"github.com/sluice-gpu/sluice/containers/pool"
+	"github.com/sluice-gpu/sluice/containers/protocol"
 	"github.com/sluice-gpu/sluice/containers/runtime"
 )
 
@@ -29,8 +31,38 @@ var (
 	longArgs  = matmulArgs{MB: 8, Iters: 1, N: 1024}
 )
 
-// commandCount counts the memory commands that reached the shim.
-type commandCount struct{ evictions, prefetches uint64 }
+// commandCount counts the memory commands that reached the shim, the bytes
+// their results say they moved, and how many moved any.
+type commandCount struct{ evictions, prefetches, bytes, moving uint64 }
+
+func (c *commandCount) add(r shimctl.Result) {
+	switch r.Op {
+	case shimctl.OpEvictHost:
+		c.evictions++
+	case shimctl.OpPrefetchDevice:
+		c.prefetches++
+	}
+	c.bytes += r.Bytes
+	if r.Bytes > 0 {
+		c.moving++
+	}
+}
+
+// evictPrefetchRetrying runs evictPrefetchMidInvocation until it catches
+// its window, at most three times, and returns the commands sent and the
+// long invocations made.
+func evictPrefetchRetrying(ctx context.Context, t *testing.T, p *pool.Pool, sess *shimctl.Session, id runtime.ID, devFile string) (commandCount, int) {
+	t.Helper()
+	var cmds commandCount
+	for attempt := 1; ; attempt++ {
+		if evictPrefetchMidInvocation(ctx, t, p, sess, id, devFile, &cmds) {
+			return cmds, attempt
+		}
+		if attempt == 3 {
+			t.Fatalf("in %d attempts the function never held its memory long enough for evict and prefetch", attempt)
+		}
+	}
+}
 
 // evictPrefetchMidInvocation runs longArgs and, in the window after its last
 // kernel, evicts and prefetches its memory, checking the command results
@@ -97,7 +129,7 @@ func evictPrefetchMidInvocation(ctx context.Context, t *testing.T, p *pool.Pool,
 	if err != nil || r.Err() != nil {
 		t.Fatalf("evict: %+v %v", r, err)
 	}
-	cmds.evictions++
+	cmds.add(r)
 	evicted, err := emuProcOf(devFile, sess.ClaimedPID)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +149,7 @@ func evictPrefetchMidInvocation(ctx context.Context, t *testing.T, p *pool.Pool,
 	if err != nil || r.Err() != nil {
 		t.Fatalf("prefetch: %+v %v", r, err)
 	}
-	cmds.prefetches++
+	cmds.add(r)
 	back, err := emuProcOf(devFile, sess.ClaimedPID)
 	if err != nil {
 		t.Fatal(err)
@@ -205,19 +237,10 @@ func testShimControl(t *testing.T, srt *shimRuntime, s pool.Spec, devFile string
 	}
 
 	// A long invocation: evict and prefetch its memory while it holds it.
-	var cmds commandCount
-	invocations := 1
-	for attempt := 1; ; attempt++ {
-		invocations++
-		if evictPrefetchMidInvocation(ctx, t, p, sess, id, devFile, &cmds) {
-			break
-		}
-		if attempt == 3 {
-			t.Fatalf("in %d attempts the function never held its memory long enough for evict and prefetch", attempt)
-		}
-	}
+	cmds, attempts := evictPrefetchRetrying(ctx, t, p, sess, id, devFile)
+	invocations := 1 + attempts
 	if u, _ := sess.Usage(); u.Evictions != cmds.evictions || u.Prefetches != cmds.prefetches || u.PrefetchInFlight {
-		t.Errorf("usage page commands: %+v, want %+v, none in flight", u, cmds)
+		t.Errorf("usage page commands: %+v, want %d evictions, %d prefetches, none in flight", u, cmds.evictions, cmds.prefetches)
 	}
 
 	// Afterwards: the function still computes, the page still adds up.
@@ -232,6 +255,29 @@ func testShimControl(t *testing.T, srt *shimRuntime, s pool.Spec, devFile string
 	// Commands on an idle function move nothing and succeed.
 	if r, err := sess.EvictToHost(ctx); err != nil || r.Err() != nil || r.Bytes != 0 {
 		t.Errorf("evict while idle: %+v %v, want 0 bytes", r, err)
+	}
+
+	// Budget: an allocation past it fails fast with OUT_OF_MEMORY, the
+	// function answers 500 and stays warm; without the budget it works.
+	const budget = 1 << 20 // A, B and C fit, the 4 MiB buffer does not
+	if r, err := sess.SetBudget(ctx, budget); err != nil || r.Err() != nil {
+		t.Fatalf("set budget: %+v %v", r, err)
+	}
+	u0, _ := sess.Usage()
+	_, err = invokeMatmul(ctx, p, id, quickArgs)
+	var fe *protocol.Error
+	if !errors.As(err, &fe) || fe.Status != 500 || !strings.Contains(fe.Message, "CUDA_ERROR_OUT_OF_MEMORY") {
+		t.Errorf("invocation over the budget: %v, want a 500 naming CUDA_ERROR_OUT_OF_MEMORY", err)
+	}
+	u1, _ := sess.Usage()
+	if u1.Budget != budget || u1.OOMRefused != u0.OOMRefused+1 || u1.LiveBytes() != 0 || u1.Frees-u0.Frees != 3 {
+		t.Errorf("usage after the refused allocation: %+v (before %+v), want budget %d, one refusal, the 3 allocations made freed", u1, u0, budget)
+	}
+	if r, err := sess.SetBudget(ctx, 0); err != nil || r.Err() != nil {
+		t.Fatalf("remove budget: %+v %v", r, err)
+	}
+	if _, err := invokeMatmul(ctx, p, id, quickArgs); err != nil {
+		t.Errorf("invocation after the budget was removed: %v", err)
 	}
 	select {
 	case <-sess.Done():

@@ -506,6 +506,41 @@ static void t_graph_mem(void)
 	CHECK(f1 == f0, "graph memory left on the device: %zu -> %zu", f0, f1);
 }
 
+/* Batched copies: both ABIs copy, bad input names the copy at fault. */
+static void t_batch(void)
+{
+	CUstream s;
+	CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CUdeviceptr a, b;
+	CHECK_CU(cuMemAlloc_v2(&a, 8192));
+	CHECK_CU(cuMemAlloc_v2(&b, 8192));
+	CHECK_CU(cuMemsetD8_v2(a, 0x42, 8192));
+	CHECK_CU(cuMemsetD8_v2(b, 0, 8192));
+	CUdeviceptr d[2] = {b, b + 4096}, sr[2] = {a, a + 4096};
+	size_t n[2] = {10, 4096}, idx[1] = {0}, fail = 7;
+	unsigned int attr[16] = {1}; /* CUmemcpyAttributes: srcAccessOrder STREAM */
+	CUmemcpyAttributes *at = (CUmemcpyAttributes *)attr;
+	CHECK_CU(cuMemcpyBatchAsync(d, sr, n, 2, at, idx, 1, &fail, s));
+	CHECK(fakecuda_stream_pending(s) == 2, "batch not queued in stream order: %lu", fakecuda_stream_pending(s));
+	CHECK_CU(cuStreamSynchronize(s));
+	const unsigned char *bb = (const unsigned char *)(uintptr_t)b;
+	CHECK(bb[9] == 0x42 && bb[10] == 0 && bb[4096] == 0x42 && bb[8191] == 0x42, "batch copy data");
+	CHECK(fail == SIZE_MAX, "failIdx after success %zu", fail);
+	/* the second copy runs past its source: refused, and named */
+	n[1] = 8192;
+	CHECK_RC(cuMemcpyBatchAsync(d, sr, n, 2, at, idx, 1, &fail, s), CUDA_ERROR_INVALID_VALUE);
+	CHECK(fail == 1, "failIdx %zu, want 1", fail);
+	n[1] = 16;
+	CHECK_RC(cuMemcpyBatchAsync_v2(d, sr, n, 2, at, idx, 1, NULL), CUDA_ERROR_INVALID_VALUE); /* legacy stream */
+	CHECK_RC(cuMemcpyBatchAsync_v2(d, sr, n, 2, NULL, idx, 1, s), CUDA_ERROR_INVALID_VALUE);
+	CHECK_CU(cuMemcpyBatchAsync_v2_ptsz(d, sr, n, 2, at, idx, 1, NULL)); /* per-thread stream */
+	CHECK_CU(cuCtxSynchronize());
+	CHECK_RC(cuMemcpy3DBatchAsync_v2(1, NULL, 0, s), CUDA_ERROR_NOT_SUPPORTED);
+	CHECK_CU(cuMemFree_v2(a));
+	CHECK_CU(cuMemFree_v2(b));
+	CHECK_CU(cuStreamDestroy_v2(s));
+}
+
 /* Destroying a context, or resetting the primary one, frees its memory. */
 static void t_ctx_teardown(void)
 {
@@ -743,6 +778,7 @@ static int mode_all(void)
 	t_pools();
 	t_host_pools();
 	t_graph_mem();
+	t_batch();
 	t_vmm();
 	t_launch();
 	t_procaddr();
