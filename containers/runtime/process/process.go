@@ -228,7 +228,11 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 		return nil, fmt.Errorf("start %s: open log: %w", id, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(p.spec.Command[0], p.spec.Command[1:]...)
+	argv, err := withLimits(p.spec)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = p.dir
 	cmd.Env = r.env(p)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -237,11 +241,6 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 		return nil, fmt.Errorf("start %s: %w", id, err)
 	}
 	pid := cmd.Process.Pid
-	if err := setRlimits(pid, p.spec); err != nil {
-		_ = unix.Kill(-pid, unix.SIGKILL)
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("start %s: %w", id, err)
-	}
 	p.cmd, p.started = cmd, true
 	p.rec.PID = pid
 	p.rec.StartTicks, _ = startTicks(pid)
@@ -273,22 +272,30 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 	return ch, nil
 }
 
-// setRlimits applies the spec's limits to the started process. Memory is an
-// address-space limit, skipped for GPU functions (unified memory reserves
-// large address ranges). No CPU or pid limit: rlimits have no equivalent.
-func setRlimits(pid int, s runtime.Spec) error {
+// withLimits returns the command line that runs the function under the
+// spec's resource limits, set before the function's first instruction: the
+// function's command behind util-linux's prlimit, which lowers its own soft
+// and hard limits and then execs the function (same pid). The limits cannot
+// be applied from the daemon after the start: prlimit(2) on a process that
+// already runs as another user needs CAP_SYS_RESOURCE, and the function
+// would run unlimited until then.
+//
+// Limits: no core dumps; memory as an address-space limit (4 x the memory
+// limit + 1 GiB of headroom, since Go and Python reserve address space
+// well beyond what they touch), skipped for GPU functions because unified
+// memory reserves large address ranges. No CPU or pid limit: rlimits have
+// no equivalent (see docs/FUNCTIONS.md).
+func withLimits(s runtime.Spec) ([]string, error) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		return nil, fmt.Errorf("the process backend applies limits with util-linux's prlimit: %w", err)
+	}
+	argv := []string{prlimit, "--core=0:0"}
 	if s.MemoryBytes > 0 && !s.GPU {
-		// Go and Python reserve address space well beyond what they touch:
-		// allow 4x the memory limit plus 1 GiB of headroom.
 		as := uint64(s.MemoryBytes)*4 + 1<<30
-		if err := unix.Prlimit(pid, unix.RLIMIT_AS, &unix.Rlimit{Cur: as, Max: as}, nil); err != nil {
-			return fmt.Errorf("set address-space limit: %w", err)
-		}
+		argv = append(argv, fmt.Sprintf("--as=%d:%d", as, as))
 	}
-	if err := unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
-		return fmt.Errorf("set core limit: %w", err)
-	}
-	return nil
+	return append(append(argv, "--"), s.Command...), nil
 }
 
 // startTicks reads a process's start time in clock ticks since boot.

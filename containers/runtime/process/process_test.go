@@ -2,8 +2,12 @@ package process_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -121,4 +125,84 @@ func TestGPUInjection(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", name, got["value"], want)
 		}
 	}
+}
+
+// TestLimitsAppliedFromTheStart runs a function with a memory limit (and, as
+// root, as another user, where the daemon could not prlimit it afterwards)
+// and reads its limits and identity from /proc.
+func TestLimitsAppliedFromTheStart(t *testing.T) {
+	bin := testFunction(t)
+	if os.Geteuid() == 0 {
+		// The function runs as nobody: it must be able to exec the binary.
+		if err := os.Chmod(binDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := stateDir(t)
+	if err := os.Chmod(dir, 0o711); err != nil { // traversable by the function's user
+		t.Fatal(err)
+	}
+	rt, err := process.New(process.Config{Instance: "lim", StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	spec := runtime.Spec{Function: "lim", Command: []string{bin}, MemoryBytes: 64 << 20}
+	if os.Geteuid() == 0 {
+		spec.User = "65534:65534"
+	}
+	in := runtimetest.StartInstance(t, rt, spec)
+	got := runtimetest.Call(t, in, map[string]any{"op": "echo", "x": 1.0})
+	if got["x"] != 1.0 {
+		t.Fatalf("echo under limits: %v", got)
+	}
+	pid := instancePID(t, rt, in.ID)
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAS := strconv.FormatUint(4*(64<<20)+1<<30, 10)
+	for _, want := range [][]string{
+		{"Max core file size", "0", "0"},
+		{"Max address space", wantAS, wantAS},
+	} {
+		if !hasLimit(string(limits), want) {
+			t.Errorf("/proc/%d/limits lacks %q:\n%s", pid, want, limits)
+		}
+	}
+	if spec.User != "" {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if !strings.Contains(string(status), "\nUid:\t65534\t65534\t65534\t65534\n") {
+			t.Errorf("function does not run as uid 65534:\n%s", status)
+		}
+	}
+}
+
+func hasLimit(limits string, want []string) bool {
+	for _, line := range strings.Split(limits, "\n") {
+		if rest, ok := strings.CutPrefix(line, want[0]); ok {
+			f := strings.Fields(rest)
+			return len(f) >= 2 && f[0] == want[1] && f[1] == want[2]
+		}
+	}
+	return false
+}
+
+func instancePID(t *testing.T, rt *process.Runtime, id runtime.ID) int {
+	t.Helper()
+	dir, err := rt.Dir(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dir + "/instance.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil || rec.PID <= 0 {
+		t.Fatalf("instance.json %s: pid %d, %v", b, rec.PID, err)
+	}
+	return rec.PID
 }
