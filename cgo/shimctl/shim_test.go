@@ -390,6 +390,16 @@ func TestShimGraphMemory(t *testing.T) {
 	if e := emu[pid]; e[2] != 0 {
 		t.Errorf("emulated GPU device bytes after trim: %d", e[2])
 	}
+
+	// Nodes made with the generic cuGraphAddNode_v2, in a process that
+	// never asked for its capacity: the node's device is watched all the same.
+	q := startShimProcOn(t, srv.Addr(), "fn-graph-generic", filepath.Join(t.TempDir(), "emugpu"))
+	q.expect("ready")
+	qs := waitSession(t, opened)
+	q.do("gnode 3145728", "ok")
+	if r, err := qs.ReportUsage(ctx); err != nil || r.Err() != nil || r.Usage[KindGraph] != 3*mib {
+		t.Errorf("generic graph nodes: report %+v %v", r, err)
+	}
 }
 
 // TestShimEmulatedGPUAccounting runs three shimmed processes on one emulated

@@ -12,6 +12,7 @@
  *               and waits for its parent's exit  -> "forked PID SOCKETS_BEFORE"
  *   graph N     a graph with an N-byte allocation node and its free
  *               node, launched once and synchronized -> "ok"
+ *   gnode N     the same, nodes made with the generic cuGraphAddNode_v2 -> "ok"
  *   trim        cuDeviceGraphMemTrim(0)          -> "ok"
  *   init        cuInit(0)                        -> "ok"
  *   ctxcalls    context-creating driver calls so far -> "ctxcalls N"
@@ -120,20 +121,31 @@ int main(void)
 				_exit(0);
 			}
 			close(pipefd[0]);
-		} else if (sscanf(line, "graph %llu", &n) == 1) {
+		} else if (sscanf(line, "graph %llu", &n) == 1 || sscanf(line, "gnode %llu", &n) == 1) {
+			int generic = line[1] == 'n';
 			CUgraph g = NULL;
 			CUgraphExec x = NULL;
 			CUgraphNode an = NULL, fn = NULL;
-			CUDA_MEM_ALLOC_NODE_PARAMS ap;
-			memset(&ap, 0, sizeof(ap));
-			ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-			ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-			ap.bytesize = (size_t)n;
+			CUgraphNodeParams np;
+			memset(&np, 0, sizeof(np));
+			np.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+			CUDA_MEM_ALLOC_NODE_PARAMS *ap = &np.alloc;
+			ap->poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+			ap->poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+			ap->bytesize = (size_t)n;
 			CUresult r = cuGraphCreate(&g, 0);
 			if (r == CUDA_SUCCESS)
-				r = cuGraphAddMemAllocNode(&an, g, NULL, 0, &ap);
-			if (r == CUDA_SUCCESS)
-				r = cuGraphAddMemFreeNode(&fn, g, &an, 1, ap.dptr);
+				r = generic ? cuGraphAddNode_v2(&an, g, NULL, NULL, 0, &np)
+					    : cuGraphAddMemAllocNode(&an, g, NULL, 0, ap);
+			CUdeviceptr dp = ap->dptr;
+			if (r == CUDA_SUCCESS && generic) {
+				memset(&np, 0, sizeof(np));
+				np.type = CU_GRAPH_NODE_TYPE_MEM_FREE;
+				np.free.dptr = dp;
+				r = cuGraphAddNode_v2(&fn, g, &an, NULL, 1, &np);
+			} else if (r == CUDA_SUCCESS) {
+				r = cuGraphAddMemFreeNode(&fn, g, &an, 1, dp);
+			}
 			if (r == CUDA_SUCCESS)
 				r = cuGraphInstantiateWithFlags(&x, g, 0);
 			if (r == CUDA_SUCCESS)

@@ -480,6 +480,37 @@ static void t_graph_mem(void)
 	CHECK_CU(cuDeviceGraphMemTrim(0));
 	CHECK(gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == 0, "trim after destroy");
 
+	/* graph 2b: the generic entry points make the same memory nodes */
+	CUgraph gg;
+	CHECK_CU(cuGraphCreate(&gg, 0));
+	CUgraphNodeParams np;
+	memset(&np, 0, sizeof(np));
+	np.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+	np.alloc.poolProps = ap.poolProps;
+	np.alloc.bytesize = N;
+	CUgraphNode gn = NULL, gf = NULL;
+	CHECK_CU(cuGraphAddNode(&gn, gg, NULL, 0, &np));
+	CUdeviceptr gp = np.alloc.dptr;
+	CHECK(gp != 0, "generic allocation node without an address");
+	memset(&np, 0, sizeof(np));
+	np.type = CU_GRAPH_NODE_TYPE_MEM_FREE;
+	np.free.dptr = gp;
+	CHECK_CU(cuGraphAddNode_v2(&gf, gg, &gn, NULL, 1, &np));
+	CHECK_CU(cuGraphNodeGetType(gf, &ty));
+	CHECK(ty == CU_GRAPH_NODE_TYPE_MEM_FREE, "generic free node type %d", (int)ty);
+	np.type = CU_GRAPH_NODE_TYPE_KERNEL;
+	CHECK_RC(cuGraphAddNode(&gf, gg, NULL, 0, &np), CUDA_ERROR_NOT_SUPPORTED);
+	CUgraphExec gx;
+	CHECK_CU(cuGraphInstantiateWithFlags(&gx, gg, 0));
+	CHECK_CU(cuGraphLaunch(gx, NULL));
+	CHECK_CU(cuCtxSynchronize());
+	CHECK(gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT) == 0 && gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT) == N,
+	      "generic nodes: used %llu reserved %llu", (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT),
+	      (unsigned long long)gmem(CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT));
+	CHECK_CU(cuGraphExecDestroy(gx));
+	CHECK_CU(cuGraphDestroy(gg));
+	CHECK_CU(cuDeviceGraphMemTrim(0));
+
 	/* graph 3: a captured stream-ordered allocation is an allocation node */
 	CUstream s;
 	CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
