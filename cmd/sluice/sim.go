@@ -33,6 +33,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		duration  = fs.Duration("duration", 10*time.Minute, "length of the generated workload")
 		target    = fs.Float64("target-util", 0.7, "offered GPU utilization to scale arrivals to (Ilúvatar traces: only if given)")
 		seed      = fs.Uint64("seed", 1, "seed for sampling functions and inter-arrival times")
+		arrivals  = fs.String("arrivals", workload.ArrivalsSpread, "Azure traces: how per-minute counts become arrivals: spread (each minute's invocations spread over the minute) or iluvatar (emulates Ilúvatar's generator: minute as one second, interpolated empirical CDF)")
 		gpus      = fs.Int("gpus", 1, "GPUs")
 		d         = fs.Int("d", 2, "device concurrency D per GPU")
 		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default --d + 1)")
@@ -88,6 +89,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if math.IsNaN(*target) || *target <= 0 {
 		return usageErr("--target-util %g must be positive", *target)
 	}
+	if *arrivals != workload.ArrivalsSpread && *arrivals != workload.ArrivalsIluvatar {
+		return usageErr("--arrivals %q: want %s or %s", *arrivals, workload.ArrivalsSpread, workload.ArrivalsIluvatar)
+	}
 	for _, c := range []struct {
 		name string
 		v    int
@@ -127,7 +131,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	opts := workload.Options{Functions: *nFns, Duration: *duration, TargetUtil: *target, Seed: *seed,
-		ScaleIluvatar: set["target-util"], DurationSet: set["duration"]}
+		ScaleIluvatar: set["target-util"], DurationSet: set["duration"], Arrivals: *arrivals}
 	w, err := loadWorkload(*tracePath, *format, *metaPath, opts)
 	if err != nil {
 		return err
@@ -224,6 +228,9 @@ func loadWorkload(path, format, meta string, opts workload.Options) (*workload.W
 		}
 		return workload.FromAzure(t, opts)
 	case "iluvatar":
+		if opts.Arrivals != "" && opts.Arrivals != workload.ArrivalsSpread {
+			return nil, fmt.Errorf("--arrivals applies to Azure traces; an Ilúvatar trace is replayed or scaled as recorded")
+		}
 		if st.IsDir() {
 			path = filepath.Join(path, "trace.csv")
 		}

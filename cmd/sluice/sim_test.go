@@ -34,6 +34,7 @@ func TestSimBadUsage(t *testing.T) {
 		{"negative footprint", []string{"--out", "x", "--footprint-gb", "-1"}, "--footprint-gb"},
 		{"d-max below d", []string{"--out", "x", "--d", "3", "--d-max", "2"}, "DMax: 2 not in"},
 		{"hold-cold on sluice", []string{"--out", "x", "--policy", "sluice:hold-cold"}, "sluice:-name"},
+		{"unknown arrival method", []string{"--out", "x", "--arrivals", "poisson"}, "--arrivals"},
 		{"hold-cold twice", []string{"--out", "x", "--policy", "fcfs:hold-cold:hold-cold"}, "takes no argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ type WorkloadInfo struct {
 	OfferedUtil  float64        `json:"offered_util"`
 	RatePerS     float64        `json:"rate_per_s"`
 	IATScale     float64        `json:"iat_scale"`
+	Arrivals     string         `json:"arrivals,omitempty"`
 	FunctionList []FunctionInfo `json:"function_list"`
 }
 
@@ -92,7 +93,7 @@ type FunctionMet struct {
 func Workload(w *workload.Workload) WorkloadInfo {
 	info := WorkloadInfo{Source: w.Source, Functions: len(w.Functions), Invocations: len(w.Invocations),
 		DurationS: w.Duration.Seconds(), Seed: w.Seed, TargetUtil: w.TargetUtil, OfferedUtil: round(w.OfferedUtil(), 4),
-		RatePerS: round(w.Rate(), 4), IATScale: w.IATScale}
+		RatePerS: round(w.Rate(), 4), IATScale: w.IATScale, Arrivals: w.Arrivals}
 	n := make([]int, len(w.Functions))
 	for _, inv := range w.Invocations {
 		n[inv.Fn]++

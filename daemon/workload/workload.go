@@ -39,6 +39,8 @@ type Workload struct {
 	TargetUtil float64
 	// IATScale is the factor trace inter-arrival times were multiplied by.
 	IATScale float64
+	// Arrivals is the arrival method of an Azure-derived workload.
+	Arrivals string
 }
 
 // OfferedUtil is the GPU work (isolated warm seconds) per second of duration.
@@ -80,7 +82,25 @@ type Options struct {
 	DurationSet bool
 	// Catalog to map onto. Default: the embedded V100 catalog.
 	Catalog []CatalogEntry
+	// Arrivals selects how Azure per-minute counts become arrivals:
+	// ArrivalsSpread (default) or ArrivalsIluvatar.
+	Arrivals string
 }
+
+// Arrival methods for Azure traces (Options.Arrivals).
+const (
+	// ArrivalsSpread spreads each minute's invocations evenly over the
+	// minute (centred), draws inter-arrival times uniformly from the
+	// resulting sorted values and starts each function at a random phase.
+	ArrivalsSpread = "spread"
+	// ArrivalsIluvatar emulates Ilúvatar's generator as its source
+	// describes it: a trace minute counts as one second, a minute's k
+	// invocations sit at minute + i/k (a single one at the minute's
+	// start), inter-arrival times are drawn by linear interpolation of the
+	// empirical CDF between its order statistics, and each function's
+	// first arrival is its first draw after time 0.
+	ArrivalsIluvatar = "iluvatar"
+)
 
 func (o Options) withDefaults() Options {
 	if o.Functions == 0 {
@@ -95,6 +115,9 @@ func (o Options) withDefaults() Options {
 	if o.Catalog == nil {
 		o.Catalog = Catalog()
 	}
+	if o.Arrivals == "" {
+		o.Arrivals = ArrivalsSpread
+	}
 	return o
 }
 
@@ -108,6 +131,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("target utilization %g not in (0, 64]", o.TargetUtil)
 	case len(o.Catalog) == 0:
 		return fmt.Errorf("empty catalog")
+	case o.Arrivals != ArrivalsSpread && o.Arrivals != ArrivalsIluvatar:
+		return fmt.Errorf("arrival method %q not %s or %s", o.Arrivals, ArrivalsSpread, ArrivalsIluvatar)
 	}
 	return nil
 }

@@ -169,3 +169,18 @@ for fp in ("0.5", "1", "2", "3"):
                    f"{mean([r['interfunction_variance'] for r in acc[p]]):.0f} ({acc[p][0]['interfunction_variance']:.0f})")
     rows.append(row)
 table(["footprint GB", "fcfs mean / var", "batch mean / var", "mqfq-sticky mean / var", "sluice mean / var"], rows)
+
+print("## Arrival methods (workload-generation investigation; mean latency s / fn variance s²)\n")
+print("`spread` is the default; `iluvatar` emulates Ilúvatar's generator (section 4). "
+      "Ratio = mqfq-sticky variance / fcfs variance: of the averages, and how many seeds have it <= 0.5.\n")
+rows = []
+for m, sds in (("spread", range(1, 2)), ("iluvatar", range(1, 2)), ("spread", range(1, 101)), ("iluvatar", range(1, 101))):
+    acc = seeds(f"arrivals-{m}-{len(sds)}", "fcfs,batch,mqfq-sticky,sluice", "--arrivals", m, seeds=sds)
+    row = [m, f"{sds[0]}-{sds[-1]}" if len(sds) > 1 else str(sds[0])]
+    for p in ("fcfs", "batch", "mqfq-sticky", "sluice"):
+        row.append(f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f}")
+    vf = [r["interfunction_variance"] for r in acc["fcfs"]]
+    vm = [r["interfunction_variance"] for r in acc["mqfq-sticky"]]
+    row.append(f"{mean(vm) / mean(vf):.2f}; {sum(1 for a, b in zip(vm, vf) if a <= 0.5 * b)} of {len(vf)}")
+    rows.append(row)
+table(["arrivals", "seeds", "fcfs", "batch", "mqfq-sticky", "sluice", "variance ratio; seeds <= 0.5"], rows)
