@@ -53,7 +53,7 @@ func TestSimBadUsage(t *testing.T) {
 // TestParsePolicies: the :hold-cold suffix and the sluice improvement
 // syntax map onto the core's Config.
 func TestParsePolicies(t *testing.T) {
-	specs, err := parsePolicies("mqfq-sticky,mqfq-sticky:hold-cold,batch:4:hold-cold,sluice,sluice:-adaptived-memory,sluice:+prefetch")
+	specs, err := parsePolicies("mqfq-sticky,mqfq-sticky:hold-cold,batch:4:hold-cold,sluice,sluice:-adaptived-memory,sluice:+prefetch,sluice:-coldahead,sluice:+coldahead+prefetch")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +64,16 @@ func TestParsePolicies(t *testing.T) {
 	}
 	noAD := core.SluiceImprovements()
 	noAD.AdaptiveD, noAD.MemoryAware = false, false
+	noColdAhead := core.SluiceImprovements()
+	noColdAhead.NoColdAhead = true
 	for i, w := range []string{
 		fmt.Sprintf("mqfq-sticky cap=0 hold=false set=false %+v", core.Improvements{}),
 		fmt.Sprintf("mqfq-sticky cap=0 hold=true set=false %+v", core.Improvements{}),
 		fmt.Sprintf("batch cap=4 hold=true set=false %+v", core.Improvements{}),
 		fmt.Sprintf("sluice cap=0 hold=false set=false %+v", core.Improvements{}),
 		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", noAD),
+		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", core.Improvements{PrefetchAhead: true, NoColdAhead: true}),
+		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", noColdAhead),
 		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", core.Improvements{PrefetchAhead: true}),
 	} {
 		if got[i] != w {

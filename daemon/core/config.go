@@ -82,6 +82,21 @@ type Improvements struct {
 	// measurement, which replaces the T/10 prior), re-tag the queue with
 	// the new estimate, so requests are charged their measured cost.
 	Retag bool
+	// NoColdAhead switches off ColdAhead, which PolicySluice always has
+	// otherwise. ColdAhead: a flow that turns Active with queued work and
+	// no container starts one at once (reference section 6: "start
+	// containers speculatively when a flow turns Active with no idle
+	// container") instead of waiting until a D slot frees and the policy
+	// picks it. Its head request is bound to the new container (the flow
+	// is charged, as for any cold start without a slot), so the cold start
+	// overlaps the wait for a slot, and the bound request takes the first
+	// slot that frees once the container is up. Within the per-GPU budget
+	// of D concurrent cold starts and only where the footprint fits after
+	// evicting idle containers; a flow that cannot start yet stays listed
+	// until it can. (A negative switch, unlike the others, so that an
+	// improvement set written before it existed, such as the CLI's
+	// "sluice:+name", keeps it on; see docs/EVALUATION.md.)
+	NoColdAhead bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by

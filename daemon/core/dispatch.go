@@ -10,6 +10,9 @@ import (
 func (s *Scheduler) schedule() {
 	s.unthrottle()
 	s.utilGap = false
+	if len(s.coldAhead) > 0 {
+		s.startColdAhead()
+	}
 	if len(s.boundReady) > 0 {
 		s.serveBound()
 	}
@@ -109,6 +112,53 @@ func (s *Scheduler) ready(f *flow) bool {
 		}
 	}
 	return true
+}
+
+// coldAheadOn reports whether ColdAhead applies: PolicySluice unless
+// Improvements.NoColdAhead, with cold starts that hold no slot.
+func (s *Scheduler) coldAheadOn() bool {
+	return s.cfg.Policy == PolicySluice && !s.cfg.Improvements.NoColdAhead && s.noTokenColdStart()
+}
+
+// wantColdAhead lists f for an early cold start (ColdAhead, see
+// Improvements.NoColdAhead) if it is Active with queued work and has no
+// container at all.
+func (s *Scheduler) wantColdAhead(f *flow) {
+	if !s.coldAheadOn() || f.coldAheadQ || f.q.len() == 0 || len(f.ctrs) > 0 {
+		return
+	}
+	f.coldAheadQ = true
+	s.coldAhead = append(s.coldAhead, f)
+}
+
+// startColdAhead starts a container for each listed flow that still needs
+// one, binding its head request to it (as serve does for a cold start
+// without a slot), in the order the flows were listed. A flow that no GPU
+// can take a cold start for now stays listed.
+func (s *Scheduler) startColdAhead() {
+	n := 0
+	// By index: a start never lists another flow today, but one listed
+	// during the pass would be kept (and tried) rather than dropped.
+	for i := 0; i < len(s.coldAhead); i++ {
+		f := s.coldAhead[i]
+		if f.state != Active || f.q.len() == 0 || len(f.ctrs) > 0 {
+			f.coldAheadQ = false
+			continue
+		}
+		g := s.gpuForBoundStart(f)
+		if g == nil {
+			s.coldAhead[n] = f
+			n++
+			continue
+		}
+		f.coldAheadQ = false
+		r := s.pop(f)
+		c := s.startContainer(f, g)
+		c.bound, c.boundReq, c.batchLeft = true, r, 0
+		s.live[r.inv] = c
+	}
+	clear(s.coldAhead[n:])
+	s.coldAhead = s.coldAhead[:n]
 }
 
 // serveBound runs requests bound to containers that finished a cold start

@@ -82,6 +82,7 @@ type flow struct {
 	coldSec    float64 // observed cold-start seconds (EWMA), 0 = unknown
 	swapSec    float64 // observed swap-in seconds (EWMA), 0 = unknown
 	failStreak int
+	coldAheadQ bool    // listed in Scheduler.coldAhead
 	deficit    float64 // PolicySJF
 }
 

@@ -79,6 +79,8 @@ var propertyConfigs = []Config{
 	{Policy: PolicySluice, D: 2, GPUs: 2, ContainersPerGPU: 6},
 	{Policy: PolicySluice, D: 1, DMax: 3},
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{PrefetchAhead: true, Retag: true, MemoryAware: true}},
+	{Policy: PolicySluice, D: 1, ContainersPerGPU: 3, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: Improvements{WaitForBusy: true}},
+	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{NoColdAhead: true, Retag: true}},
 	{Policy: PolicyFCFS, D: 2},
 	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
 	{Policy: PolicyBatch, D: 2, BatchCap: 3},

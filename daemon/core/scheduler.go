@@ -37,6 +37,10 @@ type Scheduler struct {
 	// boundReady: containers up after a cold start without a slot, whose
 	// bound request waits for one (oldest first).
 	boundReady []*container
+	// coldAhead: flows that turned Active with queued work and no
+	// container (ColdAhead, see Improvements.NoColdAhead), waiting for a
+	// start budget.
+	coldAhead []*flow
 
 	sjfGain float64
 	utilGap bool // a utilization cap blocked a free slot
@@ -220,6 +224,9 @@ func (s *Scheduler) arrive(inv InvID, fn FnID) error {
 		s.tau2Sum += f.tau * f.tau
 		s.advanceV()
 		s.refresh(f)
+		if f.state == Active {
+			s.wantColdAhead(f) // already Active (TTL): setState did not see it
+		}
 	}
 	return nil
 }
@@ -551,6 +558,7 @@ func (s *Scheduler) setState(f *flow, to FlowState) {
 		return
 	}
 	if to == Active {
+		s.wantColdAhead(f)
 		s.activateMemory(f)
 	} else {
 		for _, c := range f.ctrs {

@@ -30,6 +30,9 @@ type GPUSample struct {
 	Util      float64
 	UsedBytes uint64
 	FreeBytes uint64
+	// NoMemory is set when the memory reading failed: UsedBytes and
+	// FreeBytes are then unknown (zero), not an empty GPU.
+	NoMemory bool
 }
 
 // NVML reads GPU state through an nvml.Interface. Safe for concurrent use.
@@ -102,8 +105,9 @@ func nvmlError(lib nvml.Interface, ret nvml.Return) string {
 // Devices returns the GPUs found at open, in index order.
 func (n *NVML) Devices() []Device { return append([]Device(nil), n.info...) }
 
-// Sample reads every GPU's utilization and memory. A GPU whose reading fails
-// is left out and named in the returned error; the others are returned.
+// Sample reads every GPU's utilization and memory. A GPU whose utilization
+// reading fails is left out, one whose memory reading fails is returned
+// with NoMemory set; both are named in the returned error.
 func (n *NVML) Sample() ([]GPUSample, error) {
 	out := make([]GPUSample, 0, len(n.devs))
 	var errs []error
@@ -117,6 +121,7 @@ func (n *NVML) Sample() ([]GPUSample, error) {
 		if mem, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
 			s.UsedBytes, s.FreeBytes = mem.Used, mem.Free
 		} else {
+			s.NoMemory = true
 			errs = append(errs, fmt.Errorf("gpu %d memory: %s", i, nvmlError(n.lib, ret)))
 		}
 		out = append(out, s)
@@ -155,6 +160,8 @@ func (n *NVML) Collect(ch chan<- prometheus.Metric) {
 		d := n.info[s.Index]
 		gpu := fmt.Sprint(d.Index)
 		ch <- prometheus.MustNewConstMetric(n.util, prometheus.GaugeValue, s.Util, gpu, d.UUID)
-		ch <- prometheus.MustNewConstMetric(n.used, prometheus.GaugeValue, float64(s.UsedBytes), gpu, d.UUID)
+		if !s.NoMemory { // no series rather than a false 0 bytes used
+			ch <- prometheus.MustNewConstMetric(n.used, prometheus.GaugeValue, float64(s.UsedBytes), gpu, d.UUID)
+		}
 	}
 }
