@@ -39,13 +39,13 @@ $(SHIM_TEST_DIR)/libcuda.so.1: shim/include/cuda_min.h
 	grep -o 'CUDAAPI cu[A-Za-z0-9_]*(' $< | sed -E 's/CUDAAPI (cu[A-Za-z0-9_]*)\(/int \1(void) { return 34; }/' > $(SHIM_TEST_DIR)/stubcuda.c
 	$(CC) -O2 -fPIC -shared -Wl,-soname,libcuda.so.1 -o $@ $(SHIM_TEST_DIR)/stubcuda.c
 
-$(SHIM_TEST_DIR)/%: shim/tests/%.c shim/tests/t.h shim/include/cuda_min.h $(SHIM_TEST_DIR)/libcuda.so.1
+$(SHIM_TEST_DIR)/%: shim/tests/%.c shim/tests/t.h shim/include/t_check.h shim/include/cuda_min.h $(SHIM_TEST_DIR)/libcuda.so.1
 	$(CC) $(SHIM_TEST_CFLAGS) -o $@ $< -L$(SHIM_TEST_DIR) -l:libcuda.so.1 -ldl -lpthread
 
-$(SHIM_TEST_DIR)/dlsym_old: shim/tests/dlsym.c shim/tests/t.h $(SHIM_TEST_DIR)/libcuda.so.1
+$(SHIM_TEST_DIR)/dlsym_old: shim/tests/dlsym.c shim/tests/t.h shim/include/t_check.h $(SHIM_TEST_DIR)/libcuda.so.1
 	$(CC) $(SHIM_TEST_CFLAGS) -DOLD_BINDING -o $@ $< -ldl -lpthread
 
-$(SHIM_TEST_DIR)/dlsym_new: shim/tests/dlsym.c shim/tests/t.h $(SHIM_TEST_DIR)/libcuda.so.1
+$(SHIM_TEST_DIR)/dlsym_new: shim/tests/dlsym.c shim/tests/t.h shim/include/t_check.h $(SHIM_TEST_DIR)/libcuda.so.1
 	$(CC) $(SHIM_TEST_CFLAGS) -o $@ $< -ldl -lpthread
 
 # Test-only null driver for the overhead benchmark (not the emulator).

@@ -81,15 +81,20 @@ type Resolver struct {
 	minRescan time.Duration
 	now       func() time.Time
 
-	mu       sync.Mutex
-	byID     map[uint64]Info
+	mu   sync.Mutex
+	byID map[uint64]Info
+	// asked holds the ids a caller resolved: only those outlive their
+	// directory (until Forget); the rest of the host's cgroups are dropped
+	// by the next scan once gone, so churn does not grow byID for good.
+	asked    map[uint64]struct{}
 	lastScan time.Time
 }
 
 // NewResolver returns a resolver for the hierarchy mounted at root (see
 // [Root]). minRescan bounds how often a miss rescans; 0 rescans on every miss.
 func NewResolver(root string, minRescan time.Duration) *Resolver {
-	return &Resolver{root: root, proc: "/proc", minRescan: minRescan, now: time.Now, byID: map[uint64]Info{}}
+	return &Resolver{root: root, proc: "/proc", minRescan: minRescan, now: time.Now,
+		byID: map[uint64]Info{}, asked: map[uint64]struct{}{}}
 }
 
 // Lookup returns what is known of cgroup id. ok is false if no directory
@@ -98,6 +103,7 @@ func (r *Resolver) Lookup(id uint64) (info Info, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if info, ok := r.byID[id]; ok {
+		r.asked[id] = struct{}{}
 		return info, true
 	}
 	if !r.lastScan.IsZero() && r.now().Sub(r.lastScan) < r.minRescan {
@@ -109,12 +115,15 @@ func (r *Resolver) Lookup(id uint64) (info Info, ok bool) {
 	info, ok = r.byID[id]
 	if !ok {
 		info.ID = id
+	} else {
+		r.asked[id] = struct{}{}
 	}
 	return info, ok
 }
 
 // Rescan rereads the hierarchy now. Cgroups that disappeared stay known
-// (their counters outlive them) until [Resolver.Forget].
+// (their counters outlive them) until [Resolver.Forget] if they were looked
+// up; others are dropped.
 func (r *Resolver) Rescan() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -123,7 +132,7 @@ func (r *Resolver) Rescan() error {
 
 func (r *Resolver) scanLocked() error {
 	r.lastScan = r.now()
-	byID := r.byID
+	byID := make(map[uint64]Info, len(r.byID))
 	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == r.root {
@@ -146,6 +155,14 @@ func (r *Resolver) scanLocked() error {
 	if err != nil {
 		return fmt.Errorf("scan cgroups under %s: %w", r.root, err)
 	}
+	for id := range r.asked {
+		if _, ok := byID[id]; !ok {
+			if info, ok := r.byID[id]; ok {
+				byID[id] = info
+			}
+		}
+	}
+	r.byID = byID
 	return nil
 }
 
@@ -167,6 +184,7 @@ func (r *Resolver) Exists(id uint64) bool {
 func (r *Resolver) Forget(id uint64) {
 	r.mu.Lock()
 	delete(r.byID, id)
+	delete(r.asked, id)
 	r.mu.Unlock()
 }
 
@@ -184,6 +202,9 @@ func (r *Resolver) LookupPID(id uint64, pid uint32) (Info, bool) {
 func (r *Resolver) fromPID(id uint64, pid uint32) (Info, bool) {
 	r.mu.Lock()
 	info, ok := r.byID[id]
+	if ok {
+		r.asked[id] = struct{}{}
+	}
 	r.mu.Unlock()
 	if ok {
 		return info, true
@@ -204,6 +225,7 @@ func (r *Resolver) fromPID(id uint64, pid uint32) (Info, bool) {
 	info = Info{ID: id, Path: rel, Runtime: rt, Container: ctr}
 	r.mu.Lock()
 	r.byID[id] = info
+	r.asked[id] = struct{}{}
 	r.mu.Unlock()
 	return info, true
 }

@@ -85,7 +85,8 @@ type Observer struct {
 
 	samples chan []Sample
 
-	pollMu    sync.Mutex
+	pollMu    sync.Mutex // held by Poll and Close: no read of a closed source
+	closed    bool       // under pollMu
 	closeOnce sync.Once
 	closeErr  error
 
@@ -185,7 +186,14 @@ func (o *Observer) Run(ctx context.Context) error {
 // probed function with per-function uprobes (the kernel waits for a grace
 // period per detach). Safe to call more than once; Run calls it on return.
 func (o *Observer) Close() error {
-	o.closeOnce.Do(func() { o.closeErr = o.src.Close() })
+	// Wait for a running Poll: it must not read (or delete from) maps whose
+	// descriptors are being closed, and may be reused by then.
+	o.pollMu.Lock()
+	defer o.pollMu.Unlock()
+	o.closeOnce.Do(func() {
+		o.closed = true
+		o.closeErr = o.src.Close()
+	})
 	return o.closeErr
 }
 
@@ -245,6 +253,9 @@ func (o *Observer) handleEvent(e bpf.Event) {
 func (o *Observer) Poll() {
 	o.pollMu.Lock() // one poll at a time: each diffs against the previous
 	defer o.pollMu.Unlock()
+	if o.closed {
+		return
+	}
 	start := o.cfg.Now()
 	all, err := o.src.Counters()
 	drops, derr := o.src.Drops()

@@ -30,6 +30,11 @@ type Config struct {
 	OnClose func(*Session, error)
 	// RegisterTimeout bounds the wait for REGISTER after accept (default 5s).
 	RegisterTimeout time.Duration
+	// MaxConnections bounds the connections (registered or not) served at
+	// once; more are closed at accept. Anyone who can reach the socket can
+	// connect, and each connection costs goroutines, buffers and a pidfd.
+	// Default 1024.
+	MaxConnections int
 }
 
 // Server accepts shim connections. Create one with Listen, run it with Serve.
@@ -38,9 +43,11 @@ type Server struct {
 	log    *slog.Logger
 	ln     *net.UnixListener
 	nextID atomic.Uint64
+	conns  atomic.Int64 // connections being served
 
 	mu       sync.Mutex
 	sessions map[uint64]*Session
+	closing  bool // set by closeAll: no session is added after it
 	wg       sync.WaitGroup
 }
 
@@ -54,6 +61,9 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.RegisterTimeout <= 0 {
 		cfg.RegisterTimeout = 5 * time.Second
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 1024
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -70,11 +80,32 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	// Containers run as any user: the socket is the access boundary, the
 	// identity comes from the kernel.
-	if err := os.Chmod(cfg.Path, 0o666); err != nil {
+	if err := chmodSocket(cfg.Path, 0o666); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod shim socket: %w", err)
 	}
 	return &Server{cfg: cfg, log: log, ln: ln, sessions: make(map[uint64]*Session)}, nil
+}
+
+// chmodSocket sets the mode of the socket file at path without following a
+// link: the socket usually lives in a function's instance directory, where
+// the function could swap it for a link to any host file between the bind
+// and a chmod by name.
+func chmodSocket(path string, mode uint32) error {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("%s: not a socket (mode %#o)", path, st.Mode)
+	}
+	// chmod through the descriptor's /proc link reaches exactly that inode.
+	return unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
 }
 
 // Addr is the socket path.
@@ -85,6 +116,7 @@ func (s *Server) Addr() string { return s.cfg.Path }
 func (s *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
+	refusing := false
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -101,9 +133,20 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.wg.Wait()
 			return fmt.Errorf("accept shim connection: %w", err)
 		}
+		if s.conns.Add(1) > int64(s.cfg.MaxConnections) {
+			s.conns.Add(-1)
+			if !refusing { // once per episode, not per connection
+				s.log.Warn("refusing shim connections: too many", "max", s.cfg.MaxConnections)
+			}
+			refusing = true
+			c.Close()
+			continue
+		}
+		refusing = false
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.conns.Add(-1)
 			s.handle(c)
 		}()
 	}
@@ -133,6 +176,9 @@ func (s *Server) Session(pid int32) *Session {
 }
 
 func (s *Server) closeAll() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	for _, ss := range s.Sessions() {
 		ss.close(context.Canceled)
 	}
@@ -247,11 +293,20 @@ func (s *Server) handle(c *net.UnixConn) {
 	if s.cfg.Budget != nil {
 		budget = s.cfg.Budget(reg.FunctionID)
 	}
-	if err := ss.write(encodeWelcome(ss.ID, budget)); err != nil {
+	wctx, cancel := context.WithTimeout(context.Background(), s.cfg.RegisterTimeout)
+	err = ss.writeCtx(wctx, encodeWelcome(ss.ID, budget))
+	cancel()
+	if err != nil {
 		ss.close(fmt.Errorf("send welcome: %w", err))
 		return
 	}
 	s.mu.Lock()
+	if s.closing {
+		// Serve is shutting down and has closed the sessions it knew of.
+		s.mu.Unlock()
+		ss.close(context.Canceled)
+		return
+	}
 	s.sessions[ss.ID] = ss
 	s.mu.Unlock()
 	ss.log.Info("shim registered", "claimed_pid", reg.ClaimedPID, "driver", reg.DriverVersion,

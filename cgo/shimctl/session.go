@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +88,7 @@ func (s *Session) Do(ctx context.Context, op Op, arg uint64) (Result, error) {
 		delete(s.pending, id)
 		s.mu.Unlock()
 	}()
-	if err := s.write(encodeCommand(id, op, arg)); err != nil {
+	if err := s.writeCtx(ctx, encodeCommand(id, op, arg)); err != nil {
 		return Result{}, fmt.Errorf("send %v: %w", op, err)
 	}
 	select {
@@ -123,10 +124,34 @@ func (s *Session) ReportUsage(ctx context.Context) (Result, error) {
 // Close ends the session from the daemon's side.
 func (s *Session) Close() { s.close(errors.New("closed by the daemon")) }
 
-func (s *Session) write(b []byte) error {
+// write sends one packet, however long it takes.
+func (s *Session) write(b []byte) error { return s.writeCtx(context.Background(), b) }
+
+// longAgo is a deadline in the past: it makes a blocked write return.
+var longAgo = time.Unix(1, 0)
+
+// writeCtx sends one packet. A shim that stops reading fills its socket and
+// would block the write (and every later one) for good: the write gives up
+// when ctx ends. Packets are atomic, so an abandoned write sends nothing.
+func (s *Session) writeCtx(ctx context.Context, b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		s.conn.SetWriteDeadline(longAgo)
+		close(fired)
+	})
 	_, err := s.conn.Write(b)
+	if !stop() {
+		<-fired
+		s.conn.SetWriteDeadline(time.Time{})
+		if err != nil {
+			err = ctx.Err()
+		}
+	}
 	return err
 }
 
@@ -182,8 +207,18 @@ var errProcessExited = errors.New("shim process exited")
 
 // watchProcess ends the session when the peer process exits (pidfd).
 func (s *Session) watchProcess() {
-	fd, err := unix.PidfdOpen(int(s.Peer.PID), unix.PIDFD_NONBLOCK)
+	fd, err := peerPidfd(s.conn, s.Peer.PID)
+	if errors.Is(err, unix.ESRCH) {
+		// Gone before we looked: a descendant may hold the socket open.
+		s.close(errProcessExited)
+		return
+	}
 	if err != nil {
+		s.log.Debug("no pidfd; relying on socket close", "err", err)
+		return
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
 		s.log.Debug("no pidfd; relying on socket close", "err", err)
 		return
 	}
@@ -207,4 +242,21 @@ func (s *Session) watchProcess() {
 	if err == nil && exited {
 		s.close(errProcessExited)
 	}
+}
+
+// peerPidfd returns a pidfd for the process that connected c: from the
+// socket (SO_PEERPIDFD, Linux 6.5: the very process, even if its pid has
+// been reused since), else by pid. ESRCH means the process is gone.
+func peerPidfd(c *net.UnixConn, pid int32) (int, error) {
+	fd, serr := -1, error(nil)
+	if rc, err := c.SyscallConn(); err == nil {
+		if err := rc.Control(func(sfd uintptr) {
+			fd, serr = unix.GetsockoptInt(int(sfd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+		}); err == nil && serr == nil && fd >= 0 {
+			return fd, nil
+		} else if err == nil && errors.Is(serr, unix.ESRCH) {
+			return -1, serr
+		}
+	}
+	return unix.PidfdOpen(int(pid), unix.PIDFD_NONBLOCK)
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gpu/sluice/internal/emugpu"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
@@ -79,14 +80,7 @@ func startShimProcOn(t testing.TB, sock, function, devFile string, env ...string
 		"FAKECUDA_DEVICE_FILE="+devFile,
 	)
 	cmd.Env = append(cmd.Env, env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testenv.Pipes(t, cmd)
 	p := &shimProc{t: t, cmd: cmd, in: bufio.NewWriter(stdin), lines: make(chan string, 64), stderr: &strings.Builder{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -304,30 +298,15 @@ func TestShimFork(t *testing.T) {
 	}
 }
 
-// emuProcs reads the emulated GPU's device file (layout: shim/fakecuda/emugpu.h,
-// docs/FAKECUDA.md) and returns, per pid, its managed, resident and device
-// bytes, plus the device's resident total. Test-only reader of the emulator.
-func emuProcs(t testing.TB, path string) (map[int32][3]uint64, uint64) {
+// emuRead reads the emulated GPU's device file (internal/emugpu: the
+// emulator's own accounting, test infrastructure).
+func emuRead(t testing.TB, path string) emugpu.Device {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	d, err := emugpu.Read(path)
 	if err != nil {
-		t.Fatalf("read emulated GPU file: %v", err)
+		t.Fatal(err)
 	}
-	if len(b) < 4096 || le.Uint32(b[0:]) != 0x47454c53 || le.Uint32(b[4:]) != 1 {
-		t.Fatalf("emulated GPU file: unexpected header")
-	}
-	maxProcs := int(le.Uint32(b[12:]))
-	procsOff := int(le.Uint64(b[40:]))
-	usedResident := le.Uint64(b[184:])
-	out := make(map[int32][3]uint64)
-	for i := 0; i < maxProcs; i++ {
-		p := b[procsOff+256*i:]
-		if le.Uint32(p[4:]) != 1 {
-			continue
-		}
-		out[int32(le.Uint32(p[0:]))] = [3]uint64{le.Uint64(p[64:]), le.Uint64(p[72:]), le.Uint64(p[56:])}
-	}
-	return out, usedResident
+	return d
 }
 
 // TestShimGraphMemory: memory the driver allocates for a graph's
@@ -358,9 +337,8 @@ func TestShimGraphMemory(t *testing.T) {
 	if !ok || u.Live[KindGraph] != 6*mib || u.EvictableBytes() != 2*mib || u.Peak < 8*mib {
 		t.Fatalf("usage page %+v ok %v", u, ok)
 	}
-	emu, _ := emuProcs(t, dev)
-	if e := emu[pid]; e[2] != 6*mib || e[0] != 2*mib {
-		t.Errorf("emulated GPU: managed %d device %d, want 2 MiB and 6 MiB of graph memory", e[0], e[2])
+	if e, _ := emuRead(t, dev).Proc(pid); e.DeviceBytes != 6*mib || e.ManagedBytes != 2*mib {
+		t.Errorf("emulated GPU: managed %d device %d, want 2 MiB and 6 MiB of graph memory", e.ManagedBytes, e.DeviceBytes)
 	}
 	// Evict moves the managed memory only.
 	if r, err := s.EvictToHost(ctx); err != nil || r.Err() != nil || r.Bytes != 2*mib || r.Usage[KindGraph] != 6*mib {
@@ -386,9 +364,8 @@ func TestShimGraphMemory(t *testing.T) {
 	if r, err := s.ReportUsage(ctx); err != nil || r.Usage[KindGraph] != 0 || r.Bytes != 7*mib {
 		t.Errorf("report after trim: %+v %v", r, err)
 	}
-	emu, _ = emuProcs(t, dev)
-	if e := emu[pid]; e[2] != 0 {
-		t.Errorf("emulated GPU device bytes after trim: %d", e[2])
+	if e, _ := emuRead(t, dev).Proc(pid); e.DeviceBytes != 0 {
+		t.Errorf("emulated GPU device bytes after trim: %d", e.DeviceBytes)
 	}
 
 	// Nodes made with the generic cuGraphAddNode_v2, in a process that
@@ -427,22 +404,22 @@ func TestShimEmulatedGPUAccounting(t *testing.T) {
 	ctx := context.Background()
 	check := func(stage string) {
 		t.Helper()
-		emu, usedResident := emuProcs(t, dev)
+		emu := emuRead(t, dev)
 		var sum uint64
 		for pid, s := range sess {
 			u, ok := s.Usage()
-			e, found := emu[pid]
+			e, found := emu.Proc(pid)
 			if !ok || !found {
 				t.Fatalf("%s: pid %d: usage ok %v, in emulator %v", stage, pid, ok, found)
 			}
-			if e[0] != u.EvictableBytes() || e[2] != u.Live[KindDevice]+u.Live[KindVMM]+u.Live[KindArray]+u.Live[KindGraph] {
+			if e.ManagedBytes != u.EvictableBytes() || e.DeviceBytes != u.Live[KindDevice]+u.Live[KindVMM]+u.Live[KindArray]+u.Live[KindGraph] {
 				t.Errorf("%s: pid %d: emulator managed %d device %d, shim evictable %d non-evictable %d",
-					stage, pid, e[0], e[2], u.EvictableBytes(), u.LiveBytes()-u.EvictableBytes())
+					stage, pid, e.ManagedBytes, e.DeviceBytes, u.EvictableBytes(), u.LiveBytes()-u.EvictableBytes())
 			}
-			sum += e[1]
+			sum += e.ResidentBytes
 		}
-		if sum != usedResident {
-			t.Errorf("%s: per-process resident %d, device total %d", stage, sum, usedResident)
+		if sum != emu.UsedResident {
+			t.Errorf("%s: per-process resident %d, device total %d", stage, sum, emu.UsedResident)
 		}
 	}
 	check("after allocation")
@@ -456,8 +433,8 @@ func TestShimEmulatedGPUAccounting(t *testing.T) {
 		}
 	}
 	check("after evicting all")
-	if emu, used := emuProcs(t, dev); used != 0 {
-		t.Errorf("resident after evicting everyone: %d (%v)", used, emu)
+	if emu := emuRead(t, dev); emu.UsedResident != 0 {
+		t.Errorf("resident after evicting everyone: %d (%+v)", emu.UsedResident, emu.Procs)
 	}
 	target := pids[0]
 	r, err := sess[target].PrefetchToDevice(ctx)
@@ -465,11 +442,11 @@ func TestShimEmulatedGPUAccounting(t *testing.T) {
 		t.Fatalf("prefetch: %v %v", err, r.Err())
 	}
 	check("after one prefetch")
-	emu, used := emuProcs(t, dev)
-	t.Logf("emulated GPU after prefetching pid %d: per pid [managed resident device] %v, device resident %d", target, emu, used)
+	emu := emuRead(t, dev)
+	t.Logf("emulated GPU after prefetching pid %d: processes %+v, device resident %d", target, emu.Procs, emu.UsedResident)
 	u, _ := sess[target].Usage()
-	if emu[target][1] != u.EvictableBytes() || used != u.EvictableBytes() || r.Bytes != u.EvictableBytes() {
-		t.Errorf("prefetched pid %d: resident %d, device %d, moved %d, want %d", target, emu[target][1], used, r.Bytes, u.EvictableBytes())
+	if e, _ := emu.Proc(target); e.ResidentBytes != u.EvictableBytes() || emu.UsedResident != u.EvictableBytes() || r.Bytes != u.EvictableBytes() {
+		t.Errorf("prefetched pid %d: resident %d, device %d, moved %d, want %d", target, e.ResidentBytes, emu.UsedResident, r.Bytes, u.EvictableBytes())
 	}
 	for _, p := range procs {
 		fmt.Fprintln(p.in, "exit")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/sluice-gpu/sluice/containers/runtime/docker"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
 	"github.com/sluice-gpu/sluice/containers/spec"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
@@ -30,25 +30,42 @@ func load(t *testing.T, name string) *spec.Function {
 		t.Fatalf("load %s: %v", name, err)
 	}
 	if _, err := os.Stat(filepath.Join(name, "main.go")); err == nil {
-		out := filepath.Join(t.TempDir(), "fn-"+name)
-		cmd := exec.Command("go", "build", "-o", out, ".")
-		cmd.Dir = name
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, b)
-		}
-		f.Build.Binary = out
+		f.Build.Binary = testenv.GoBuild(t, name, ".", filepath.Join(t.TempDir(), "fn-"+name))
 	}
 	return f
 }
 
-func shortDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "slf")
+func shortDir(t *testing.T) string { return testenv.ShortDir(t, "slf") }
+
+// buildImage builds f's image as sluice-test/NAME:LABEL, labelled with the
+// instance label, and removes it at the end of the test.
+func buildImage(t *testing.T, cli *client.Client, f *spec.Function, name, label string) {
+	t.Helper()
+	f.Image = "sluice-test/" + name + ":" + label
+	if _, err := image.Build(context.Background(), cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
+		t.Fatalf("build image: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := image.Remove(context.Background(), cli, f.Image); err != nil {
+			t.Errorf("remove image: %v", err)
+		}
+	})
+}
+
+// dockerPool is a pool on the Docker backend for instance label, closed at
+// the end of the test, when everything the instance left is recovered.
+func dockerPool(t *testing.T, cli *client.Client, label string, gpu runtime.GPUConfig) *pool.Pool {
+	t.Helper()
+	rt, err := docker.New(context.Background(), docker.Config{Instance: label, StateDir: shortDir(t), Client: cli, GPU: gpu})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	p := pool.New(rt, pool.Config{})
+	t.Cleanup(func() {
+		p.Close(context.Background())
+		runtime.Recover(context.Background(), rt)
+	})
+	return p
 }
 
 type call struct {
@@ -95,35 +112,14 @@ func check(t *testing.T, p *pool.Pool, id runtime.ID, calls []call) {
 }
 
 func TestExamplesDocker(t *testing.T) {
-	testenv.RequireDocker(t)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := dockertest.Client(t)
 	label := "t" + runtime.RandomSuffix(6)
 	ctx := context.Background()
-	rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pool.New(rt, pool.Config{})
-	t.Cleanup(func() {
-		p.Close(context.Background())
-		runtime.Recover(context.Background(), rt)
-	})
+	p := dockerPool(t, cli, label, runtime.GPUConfig{})
 	for _, ex := range examples {
 		t.Run(ex.name, func(t *testing.T) {
 			f := load(t, ex.name)
-			f.Image = "sluice-test/" + ex.name + ":" + label
-			if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
-				t.Fatalf("build image: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := image.Remove(context.Background(), cli, f.Image); err != nil {
-					t.Errorf("remove image: %v", err)
-				}
-			})
+			buildImage(t, cli, f, ex.name, label)
 			id, err := p.Start(ctx, pool.FromFunction(f, runtime.FromFunction(f, 1)))
 			if err != nil {
 				t.Fatalf("start: %v", err)
@@ -196,12 +192,7 @@ func TestSpecs(t *testing.T) {
 // TestExecAdapter runs a run-once program (/bin/cat) behind sluice-exec on
 // both backends.
 func TestExecAdapter(t *testing.T) {
-	adapter := filepath.Join(t.TempDir(), "sluice-exec")
-	cmd := exec.Command("go", "build", "-o", adapter, "../execadapter")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build sluice-exec: %v\n%s", err, b)
-	}
+	adapter := testenv.GoBuild(t, "", "../execadapter", filepath.Join(t.TempDir(), "sluice-exec"))
 	t.Setenv("SLUICE_EXEC_ADAPTER", adapter)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, spec.FileName), []byte(`{"name":"catfn","build":{"binary":"/bin/cat","adapter":"exec"}}`), 0o644)
@@ -228,29 +219,11 @@ func TestExecAdapter(t *testing.T) {
 		check(t, p, id, calls)
 	})
 	t.Run("docker", func(t *testing.T) {
-		testenv.RequireDocker(t)
-		cli, err := client.New(client.FromEnv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
+		cli := dockertest.Client(t)
 		label := "t" + runtime.RandomSuffix(6)
-		ctx := context.Background()
-		f.Image = "sluice-test/catfn:" + label
-		if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
-			t.Fatalf("build image: %v", err)
-		}
-		defer image.Remove(context.Background(), cli, f.Image)
-		rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := pool.New(rt, pool.Config{})
-		defer func() {
-			p.Close(context.Background())
-			runtime.Recover(context.Background(), rt)
-		}()
-		id, err := p.Start(ctx, pool.FromFunction(f, runtime.FromFunction(f, 1)))
+		buildImage(t, cli, f, "catfn", label)
+		p := dockerPool(t, cli, label, runtime.GPUConfig{})
+		id, err := p.Start(context.Background(), pool.FromFunction(f, runtime.FromFunction(f, 1)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,14 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
-
-	"github.com/sluice-gpu/sluice/containers/image"
 	"github.com/sluice-gpu/sluice/containers/pool"
 	"github.com/sluice-gpu/sluice/containers/runtime"
-	"github.com/sluice-gpu/sluice/containers/runtime/docker"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
 	"github.com/sluice-gpu/sluice/containers/spec"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
@@ -73,33 +70,11 @@ func invokeGPU(t *testing.T, p *pool.Pool, s pool.Spec) {
 }
 
 func TestGPUMatmulEmulatedDocker(t *testing.T) {
-	testenv.RequireDocker(t)
+	cli := dockertest.Client(t)
 	f, gpu := gpuSetup(t)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	label := "t" + runtime.RandomSuffix(6)
-	ctx := context.Background()
-	f.Image = "sluice-test/gpu-matmul:" + label
-	if _, err := image.Build(ctx, cli, f, map[string]string{runtime.LabelInstance: label}); err != nil {
-		t.Fatalf("build image: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := image.Remove(context.Background(), cli, f.Image); err != nil {
-			t.Errorf("remove image: %v", err)
-		}
-	})
-	rt, err := docker.New(ctx, docker.Config{Instance: label, StateDir: shortDir(t), Client: cli, GPU: gpu})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pool.New(rt, pool.Config{})
-	t.Cleanup(func() {
-		p.Close(context.Background())
-		runtime.Recover(context.Background(), rt)
-	})
+	buildImage(t, cli, f, "gpu-matmul", label)
+	p := dockerPool(t, cli, label, gpu)
 	invokeGPU(t, p, pool.FromFunction(f, runtime.FromFunction(f, 1)))
 	checkDeviceFile(t, gpu.FakeCUDADevice)
 }

@@ -84,6 +84,15 @@ func Import(ctx context.Context, cli *client.Client, rootfs *Rootfs, ref string,
 	if err != nil {
 		return "", err
 	}
+	// Importing moves ref's tag: never take it from an image Sluice did not
+	// build.
+	if in, err := cli.ImageInspect(ctx, ref); err == nil {
+		if in.Config == nil || in.Config.Labels[runtime.LabelManaged] != "1" {
+			return "", fmt.Errorf("import image %s: the tag names an image not built by sluice (no %s label)", ref, runtime.LabelManaged)
+		}
+	} else if !isNotFound(err) {
+		return "", fmt.Errorf("import image %s: inspect existing tag: %w", ref, err)
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(rootfs.WriteTar(pw)) }()
 	resp, err := cli.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref,

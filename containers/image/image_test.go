@@ -9,16 +9,11 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sluice-gpu/sluice/containers/runtime"
-	"github.com/sluice-gpu/sluice/internal/testenv"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 )
 
 func TestImportListRemove(t *testing.T) {
-	testenv.RequireDocker(t)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := dockertest.Client(t)
 	ctx := context.Background()
 	label := "t" + runtime.RandomSuffix(6)
 	ref := "sluice-test/import:" + label

@@ -2,42 +2,23 @@ package pool_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/moby/moby/client"
 
 	"github.com/sluice-gpu/sluice/containers/image"
 	"github.com/sluice-gpu/sluice/containers/pool"
 	"github.com/sluice-gpu/sluice/containers/runtime"
 	"github.com/sluice-gpu/sluice/containers/runtime/docker"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
 // echoBinary builds containers/functions/echo (static) into dir.
 func echoBinary(b *testing.B, dir string) string {
-	out := filepath.Join(dir, "fn-echo")
-	cmd := exec.Command("go", "build", "-o", out, "./containers/functions/echo")
-	cmd.Dir = testenv.RepoRoot(b)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if o, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build echo: %v\n%s", err, o)
-	}
-	return out
-}
-
-func tempDir(b *testing.B, prefix string) string {
-	d, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return testenv.GoBuild(b, testenv.RepoRoot(b), "./containers/functions/echo", filepath.Join(dir, "fn-echo"))
 }
 
 // reportQuantiles adds p50 and p90 of samples, in unit, as metrics.
@@ -106,8 +87,8 @@ func warmInvoke(b *testing.B, rt runtime.Runtime, s pool.Spec) {
 }
 
 func processEcho(b *testing.B) (runtime.Runtime, pool.Spec) {
-	bin := echoBinary(b, tempDir(b, "slbin"))
-	rt, err := process.New(process.Config{Instance: "bench", StateDir: tempDir(b, "slb")})
+	bin := echoBinary(b, testenv.ShortDir(b, "slbin"))
+	rt, err := process.New(process.Config{Instance: "bench", StateDir: testenv.ShortDir(b, "slb")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,13 +96,8 @@ func processEcho(b *testing.B) (runtime.Runtime, pool.Spec) {
 }
 
 func dockerEcho(b *testing.B) (runtime.Runtime, pool.Spec) {
-	testenv.RequireDocker(b)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cli.Close() })
-	bin := echoBinary(b, tempDir(b, "slbin"))
+	cli := dockertest.Client(b)
+	bin := echoBinary(b, testenv.ShortDir(b, "slbin"))
 	rfs := image.NewRootfs()
 	if err := rfs.AddELF("/fn/fn-echo", bin); err != nil {
 		b.Fatal(err)
@@ -133,7 +109,7 @@ func dockerEcho(b *testing.B) (runtime.Runtime, pool.Spec) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = image.Remove(context.Background(), cli, ref) })
-	rt, err := docker.New(context.Background(), docker.Config{Instance: label, StateDir: tempDir(b, "slb"), Client: cli})
+	rt, err := docker.New(context.Background(), docker.Config{Instance: label, StateDir: testenv.ShortDir(b, "slb"), Client: cli})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -89,6 +89,10 @@ type Config struct {
 	// StopGrace is how long Stop, Sweep and Close give an instance after
 	// SIGTERM before SIGKILL. Default 2s; negative: kill at once.
 	StopGrace time.Duration
+	// RuntimeTimeout bounds each runtime call the pool makes on its own
+	// schedule (the sweep's stop and remove, beyond StopGrace), so a hung
+	// engine cannot stall the sweeper for good. Default 30s.
+	RuntimeTimeout time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger. Default: discard.
@@ -194,6 +198,9 @@ func New(rt runtime.Runtime, cfg Config) *Pool {
 	}
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 2 * time.Second
+	}
+	if cfg.RuntimeTimeout <= 0 {
+		cfg.RuntimeTimeout = 30 * time.Second
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -500,14 +507,20 @@ func (p *Pool) Stop(ctx context.Context, id runtime.ID) error {
 	return nil
 }
 
-// retire stops id gracefully (StopGrace) and removes it.
+// retire stops id gracefully (StopGrace) and removes it; each step is
+// bounded by RuntimeTimeout (beyond StopGrace for the stop).
 func (p *Pool) retire(ctx context.Context, id runtime.ID) error {
 	if p.cfg.StopGrace > 0 {
-		if err := p.rt.Stop(ctx, id, p.cfg.StopGrace); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.StopGrace+p.cfg.RuntimeTimeout)
+		err := p.rt.Stop(sctx, id, p.cfg.StopGrace)
+		cancel()
+		if err != nil {
 			p.log.Warn("graceful stop", "id", id, "err", err)
 		}
 	}
-	return p.rt.Remove(ctx, id)
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.RuntimeTimeout)
+	defer cancel()
+	return p.rt.Remove(rctx, id)
 }
 
 // Sweep stops every idle instance whose keep-alive ran out by now and

@@ -15,34 +15,20 @@ import (
 	"github.com/sluice-gpu/sluice/containers/runtime"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
 	"github.com/sluice-gpu/sluice/containers/runtime/runtimetest"
+	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	testfn    string
-	binDir    string
-)
+// binaries holds the test function, built once for the package's tests.
+var binaries testenv.Binaries
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	binaries.Remove()
 	os.Exit(code)
 }
 
 func testFunction(t testing.TB) string {
-	buildOnce.Do(func() {
-		var err error
-		if binDir, err = os.MkdirTemp("", "sluice-pool"); err != nil {
-			t.Fatal(err)
-		}
-		testfn = runtimetest.BuildTestFunction(t, binDir)
-	})
-	if testfn == "" {
-		t.Fatal("testfn not built")
-	}
-	return testfn
+	return binaries.Get(t, "testfn", func(dir string) string { return runtimetest.BuildTestFunction(t, dir) })
 }
 
 // recorder collects events and lets tests wait for one.
@@ -99,11 +85,7 @@ type env struct {
 
 func newEnv(t *testing.T, cfg pool.Config) *env {
 	bin := testFunction(t)
-	dir, err := os.MkdirTemp("", "slq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortDir(t, "slq")
 	rt, err := process.New(process.Config{Instance: "pooltest", StateDir: dir})
 	if err != nil {
 		t.Fatal(err)

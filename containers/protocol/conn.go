@@ -29,8 +29,33 @@ type connPool struct {
 
 type pconn struct {
 	c   net.Conn
+	lr  limitReader // between c and br: bounds what one response may send
 	br  *bufio.Reader
 	buf bytes.Buffer
+}
+
+// maxHeaderBytes bounds a response's status line and header: the function
+// is untrusted, and http.ReadResponse reads them without a limit.
+const maxHeaderBytes = 1 << 20
+
+var errResponseTooLarge = errors.New("response larger than allowed")
+
+// limitReader reads from r until n bytes are used up, then fails.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errResponseTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // maxIdle bounds the kept-alive connections per instance.
@@ -51,7 +76,9 @@ func (p *connPool) get(ctx context.Context) (pc *pconn, reused bool, err error) 
 	if err != nil {
 		return nil, false, err
 	}
-	return &pconn{c: c, br: bufio.NewReaderSize(c, 16<<10)}, false, nil
+	pc = &pconn{c: c, lr: limitReader{r: c}}
+	pc.br = bufio.NewReaderSize(&pc.lr, 16<<10)
+	return pc, false, nil
 }
 
 func (p *connPool) put(pc *pconn) {
@@ -127,10 +154,13 @@ func (p *connPool) roundTrip(ctx context.Context, pc *pconn, method, path string
 	if _, err := pc.c.Write(b.Bytes()); err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", errNothingWritten, err)
 	}
+	pc.lr.n = maxHeaderBytes
 	resp, err := http.ReadResponse(pc.br, nil)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read response: %w", err)
 	}
+	// The body is limited below; this bounds chunk framing and trailers.
+	pc.lr.n = MaxBodyBytes + maxHeaderBytes
 	out, err = io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	resp.Body.Close()
 	if err != nil {

@@ -8,21 +8,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
 func sockPath(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "slc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "fn.sock")
+	return filepath.Join(testenv.ShortDir(t, "slc"), "fn.sock")
 }
 
 func unixClient(t *testing.T, sock string) *Client {

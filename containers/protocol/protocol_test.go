@@ -8,11 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
 func handler(_ context.Context, req json.RawMessage) (any, error) {
@@ -61,12 +62,7 @@ func TestHandler(t *testing.T) {
 }
 
 func serveUnix(t *testing.T, h Handler) *Client {
-	dir, err := os.MkdirTemp("", "slt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "fn.sock")
+	sock := filepath.Join(testenv.ShortDir(t, "slt"), "fn.sock")
 	c := NewClient(Endpoint{Kind: KindSluice, Network: "unix", Address: sock})
 	t.Cleanup(c.Close)
 	if err := c.Ready(context.Background()); !errors.Is(err, ErrNotReady) {
@@ -178,9 +174,7 @@ func TestOpenWhiskClient(t *testing.T) {
 }
 
 func TestListenReplacesStaleSocket(t *testing.T) {
-	dir, _ := os.MkdirTemp("", "slt")
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "fn.sock")
+	sock := filepath.Join(testenv.ShortDir(t, "slt"), "fn.sock")
 	l1, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +189,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 }
 
 func BenchmarkRoundTrip(b *testing.B) {
-	dir, _ := os.MkdirTemp("", "slb")
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "fn.sock")
+	sock := filepath.Join(testenv.ShortDir(b, "slb"), "fn.sock")
 	l, err := Listen(sock)
 	if err != nil {
 		b.Fatal(err)

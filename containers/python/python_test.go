@@ -33,11 +33,7 @@ func start(t *testing.T, src string) (*protocol.Client, *exec.Cmd) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		testenv.Skip(t, "skipping: no python3 in PATH")
 	}
-	dir, err := os.MkdirTemp("", "slpy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortDir(t, "slpy")
 	rt, err := python.WriteTo(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,10 @@ import (
 // FileVersion is the only config file version this build understands.
 const FileVersion = 1
 
+// MinInterval is the shortest accepted sampling interval (monitor_interval,
+// ebpf.interval).
+const MinInterval = 10 * time.Millisecond
+
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid config")
 
@@ -158,11 +162,12 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("%w: field shutdown_timeout %s: must be positive", ErrInvalid, time.Duration(c.ShutdownTimeout))
 	}
-	if c.MonitorInterval <= 0 {
-		return fmt.Errorf("%w: field monitor_interval %s: must be positive", ErrInvalid, time.Duration(c.MonitorInterval))
+	// A sampling interval near zero makes its ticker spin a core.
+	if time.Duration(c.MonitorInterval) < MinInterval {
+		return fmt.Errorf("%w: field monitor_interval %s: must be at least %s", ErrInvalid, time.Duration(c.MonitorInterval), MinInterval)
 	}
-	if c.EBPF.Interval <= 0 {
-		return fmt.Errorf("%w: field ebpf.interval %s: must be positive", ErrInvalid, time.Duration(c.EBPF.Interval))
+	if time.Duration(c.EBPF.Interval) < MinInterval {
+		return fmt.Errorf("%w: field ebpf.interval %s: must be at least %s", ErrInvalid, time.Duration(c.EBPF.Interval), MinInterval)
 	}
 	return nil
 }

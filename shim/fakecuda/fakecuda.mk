@@ -30,7 +30,7 @@ $(BUILD)/gpu-matmul: containers/functions/gpu-matmul/gpumatmul.c shim/include/cu
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_COMMON) -std=gnu11 -Ishim/include -o $@ $< -L$(FAKECUDA_DIR) -lcuda -lpthread -lm
 
-$(FAKECUDA_DIR)/tests/%: shim/fakecuda/tests/%.c shim/fakecuda/tests/ft.h $(FAKECUDA_LIB) $(FAKECUDA_HDRS)
+$(FAKECUDA_DIR)/tests/%: shim/fakecuda/tests/%.c shim/fakecuda/tests/ft.h shim/include/t_check.h $(FAKECUDA_LIB) $(FAKECUDA_HDRS)
 	@mkdir -p $(FAKECUDA_DIR)/tests
 	$(CC) $(CFLAGS_COMMON) -std=gnu11 -Ishim/fakecuda -Ishim/include -o $@ $< -L$(FAKECUDA_DIR) -l:libcuda.so.1 -lpthread -ldl
 

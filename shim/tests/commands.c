@@ -129,10 +129,8 @@ int main(void)
 			CUgraphNodeParams np;
 			memset(&np, 0, sizeof(np));
 			np.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+			np.alloc = t_graph_alloc_params((size_t)n);
 			CUDA_MEM_ALLOC_NODE_PARAMS *ap = &np.alloc;
-			ap->poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-			ap->poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-			ap->bytesize = (size_t)n;
 			CUresult r = cuGraphCreate(&g, 0);
 			if (r == CUDA_SUCCESS)
 				r = generic ? cuGraphAddNode_v2(&an, g, NULL, NULL, 0, &np)

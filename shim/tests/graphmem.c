@@ -43,12 +43,7 @@ int main(void)
 	/* An explicit allocation node and a free node. */
 	CUgraph g;
 	CHECK_CU(cuGraphCreate(&g, 0));
-	CUDA_MEM_ALLOC_NODE_PARAMS ap;
-	memset(&ap, 0, sizeof(ap));
-	ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-	ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	ap.poolProps.location.id = 0;
-	ap.bytesize = N;
+	CUDA_MEM_ALLOC_NODE_PARAMS ap = t_graph_alloc_params(N);
 	CUgraphNode an = NULL, fn = NULL;
 	unsigned long managed0 = t_calls("cuMemAllocManaged");
 	CHECK_CU(cuGraphAddMemAllocNode(&an, g, NULL, 0, &ap));

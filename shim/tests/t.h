@@ -15,23 +15,7 @@
 #include <string.h>
 
 #include "cuda_min.h"
-
-static int t_failures;
-
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-			t_failures++;                                             \
-		}                                                                 \
-	} while (0)
-#define CHECK_CU(call)                                                            \
-	do {                                                                      \
-		CUresult r_ = (call);                                             \
-		CHECK(r_ == CUDA_SUCCESS, "%s returned %d", #call, (int)r_);      \
-	} while (0)
+#include "t_check.h"
 
 static __attribute__((unused)) int t_done(const char *name)
 {

@@ -17,7 +17,7 @@ import (
 	"github.com/sluice-gpu/sluice/containers/runtime/docker"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
 	"github.com/sluice-gpu/sluice/containers/spec"
-	"github.com/sluice-gpu/sluice/internal/testenv"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 )
 
 // label marks everything this run of the package creates in Docker
@@ -53,18 +53,6 @@ func removeImage(ref string) error {
 	return image.Remove(context.Background(), cli, ref)
 }
 
-// dockerClient skips (fails in CI) without an engine.
-func dockerClient(t testing.TB) *client.Client {
-	t.Helper()
-	testenv.RequireDocker(t)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // buildMatmulImage builds (once) the image of gpu-matmul and sets f.Image.
 func buildMatmulImage(t testing.TB, cli *client.Client, f *spec.Function) {
 	t.Helper()
@@ -88,7 +76,7 @@ func buildMatmulImage(t testing.TB, cli *client.Client, f *spec.Function) {
 // of gpu-matmul named name, and the device file.
 func dockerSetup(t testing.TB, name string) (*docker.Runtime, pool.Spec, string) {
 	t.Helper()
-	cli := dockerClient(t)
+	cli := dockertest.Client(t)
 	art := needArtifacts(t)
 	f := matmulFunction(t, name, art.matmul)
 	buildMatmulImage(t, cli, f)

@@ -23,13 +23,19 @@ import (
 // its shim registered with the test's control server, both from the start
 // of pool.Start; then the instance is killed and removed (not timed).
 func BenchmarkGPUColdStart(b *testing.B) {
+	onBothBackends(b, "e2e-bench-cold", benchColdStart)
+}
+
+// onBothBackends runs bench as the sub-benchmarks "docker" and "process",
+// each on gpu-matmul set up for the instance label name.
+func onBothBackends(b *testing.B, name string, bench func(*testing.B, runtime.Runtime, pool.Spec)) {
 	b.Run("docker", func(b *testing.B) {
-		rt, s, _ := dockerSetup(b, "e2e-bench-cold")
-		benchColdStart(b, rt, s)
+		rt, s, _ := dockerSetup(b, name)
+		bench(b, rt, s)
 	})
 	b.Run("process", func(b *testing.B) {
-		rt, s, _, _ := processSetup(b, "e2e-bench-cold")
-		benchColdStart(b, rt, s)
+		rt, s, _, _ := processSetup(b, name)
+		bench(b, rt, s)
 	})
 }
 
@@ -61,14 +67,7 @@ func benchColdStart(b *testing.B, rt runtime.Runtime, s pool.Spec) {
 // a function in a container or a child process, over the instance
 // directory's socket.
 func BenchmarkShimRoundTrip(b *testing.B) {
-	b.Run("docker", func(b *testing.B) {
-		rt, s, _ := dockerSetup(b, "e2e-bench-rtt")
-		benchRoundTrip(b, rt, s)
-	})
-	b.Run("process", func(b *testing.B) {
-		rt, s, _, _ := processSetup(b, "e2e-bench-rtt")
-		benchRoundTrip(b, rt, s)
-	})
+	onBothBackends(b, "e2e-bench-rtt", benchRoundTrip)
 }
 
 func benchRoundTrip(b *testing.B, rt runtime.Runtime, s pool.Spec) {
@@ -92,14 +91,7 @@ func benchRoundTrip(b *testing.B, rt runtime.Runtime, s pool.Spec) {
 // included) to the end of its shim session, in a container and as a child
 // process.
 func BenchmarkDeathDetection(b *testing.B) {
-	b.Run("docker", func(b *testing.B) {
-		rt, s, _ := dockerSetup(b, "e2e-bench-death")
-		benchDeath(b, rt, s)
-	})
-	b.Run("process", func(b *testing.B) {
-		rt, s, _, _ := processSetup(b, "e2e-bench-death")
-		benchDeath(b, rt, s)
-	})
+	onBothBackends(b, "e2e-bench-death", benchDeath)
 }
 
 func benchDeath(b *testing.B, rt runtime.Runtime, s pool.Spec) {

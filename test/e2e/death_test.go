@@ -14,6 +14,8 @@ import (
 	"github.com/sluice-gpu/sluice/cgo/shimctl"
 	"github.com/sluice-gpu/sluice/containers/pool"
 	"github.com/sluice-gpu/sluice/containers/runtime"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
+	"github.com/sluice-gpu/sluice/internal/emugpu"
 )
 
 // TestContainerDeath kills a gpu-matmul container (SIGKILL from the engine,
@@ -26,7 +28,7 @@ import (
 // memory accounting and invocations are untouched.
 func TestContainerDeath(t *testing.T) {
 	rt, s, devFile := dockerSetup(t, "e2e-death")
-	cli := dockerClient(t)
+	cli := dockertest.Client(t)
 	testDeath(t, rt, s, devFile, func(ctx context.Context, id runtime.ID, _ *shimctl.Session) error {
 		_, err := cli.ContainerKill(ctx, string(id), client.ContainerKillOptions{Signal: "KILL"})
 		return err
@@ -152,9 +154,9 @@ func testDeath(t *testing.T, rt runtime.Runtime, s pool.Spec, devFile string, ki
 
 	// The emulated GPU reaped the dead process (at the replacement's
 	// attach): two live processes, nothing of the victim's left.
-	var d emuDevice
+	var d emugpu.Device
 	if !eventually(5*time.Second, func() bool {
-		d, err = readEmuDevice(devFile)
+		d, err = emugpu.Read(devFile)
 		return err == nil && len(d.Procs) == 2 && d.Reaped >= 1 && d.UsedResident == 0
 	}) {
 		t.Errorf("emulated GPU after the death: %d live processes %+v, %d reaped, %d bytes resident; want 2, >= 1, 0",

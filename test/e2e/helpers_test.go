@@ -86,14 +86,10 @@ func withEnv(s pool.Spec, extra map[string]string) pool.Spec {
 // as, removed at the end of the test.
 func shortDir(t testing.TB) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "sle2e")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := testenv.ShortDir(t, "sle2e")
 	if err := os.Chmod(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-gpu/sluice/containers/pool"
 	"github.com/sluice-gpu/sluice/containers/protocol"
 	"github.com/sluice-gpu/sluice/containers/runtime"
+	"github.com/sluice-gpu/sluice/internal/emugpu"
 )
 
 // Invocations of the shim-control scenario: a quick one whose usage is
@@ -91,7 +92,7 @@ func evictPrefetchMidInvocation(ctx context.Context, t *testing.T, p *pool.Pool,
 		}
 	}
 	want := longArgs.bytes()
-	var before emuProc
+	var before emugpu.Proc
 	inWindow := eventually(20*time.Second, func() bool {
 		u, _ := sess.Usage()
 		before, err = emuProcOf(devFile, sess.ClaimedPID)
@@ -124,19 +125,31 @@ func evictPrefetchMidInvocation(ctx context.Context, t *testing.T, p *pool.Pool,
 		t.Errorf("report-usage: %+v %v, want %d live managed bytes", r, err, want)
 	}
 
+	// command runs a memory command and reads the function's slot on the
+	// emulated GPU after it; false: the function freed its memory
+	// meanwhile (the window was missed).
+	command := func(name string, do func(context.Context) (shimctl.Result, error)) (shimctl.Result, emugpu.Proc, bool) {
+		t.Helper()
+		r, err := do(ctx)
+		if err != nil || r.Err() != nil {
+			t.Fatalf("%s: %+v %v", name, r, err)
+		}
+		cmds.add(r)
+		slot, err := emuProcOf(devFile, sess.ClaimedPID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := sess.Usage(); u.LiveBytes() != want {
+			wait()
+			t.Logf("missed the window: %s moved %d bytes, then the function freed its memory", name, r.Bytes)
+			return r, slot, false
+		}
+		return r, slot, true
+	}
+
 	// Evict: everything leaves the emulated device.
-	r, err := sess.EvictToHost(ctx)
-	if err != nil || r.Err() != nil {
-		t.Fatalf("evict: %+v %v", r, err)
-	}
-	cmds.add(r)
-	evicted, err := emuProcOf(devFile, sess.ClaimedPID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u, _ := sess.Usage(); u.LiveBytes() != want {
-		wait()
-		t.Logf("missed the window: evict moved %d bytes, then the function freed its memory", r.Bytes)
+	r, evicted, ok := command("evict", sess.EvictToHost)
+	if !ok {
 		return false
 	}
 	if d := evicted.D2HBytes - before.D2HBytes; d != want || evicted.ResidentBytes != 0 || r.Bytes != want || r.Usage[shimctl.KindManaged] != want {
@@ -145,18 +158,8 @@ func evictPrefetchMidInvocation(ctx context.Context, t *testing.T, p *pool.Pool,
 	}
 
 	// Prefetch: everything comes back.
-	r, err = sess.PrefetchToDevice(ctx)
-	if err != nil || r.Err() != nil {
-		t.Fatalf("prefetch: %+v %v", r, err)
-	}
-	cmds.add(r)
-	back, err := emuProcOf(devFile, sess.ClaimedPID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u, _ := sess.Usage(); u.LiveBytes() != want {
-		wait()
-		t.Logf("missed the window: prefetch moved %d bytes, then the function freed its memory", r.Bytes)
+	r, back, ok := command("prefetch", sess.PrefetchToDevice)
+	if !ok {
 		return false
 	}
 	if d := back.H2DBytes - evicted.H2DBytes; d != want || r.Bytes != want || back.ResidentBytes != want || back.FaultBytes != evicted.FaultBytes {

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-gpu/sluice/containers/pool"
 	"github.com/sluice-gpu/sluice/containers/runtime"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
+	"github.com/sluice-gpu/sluice/internal/emugpu"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
@@ -102,7 +103,7 @@ func TestDaemonMovesMemoryBetweenWarmFunctions(t *testing.T) {
 		}
 		fns[i] = &fn{name: name, id: id, sess: srt.session(t, id, 10*time.Second), touches: 1}
 	}
-	slot := func(f *fn) emuProc {
+	slot := func(f *fn) emugpu.Proc {
 		t.Helper()
 		s, err := emuProcOf(devFile, f.sess.ClaimedPID)
 		if err != nil {
@@ -120,7 +121,7 @@ func TestDaemonMovesMemoryBetweenWarmFunctions(t *testing.T) {
 
 	// Warm and idle, each holds its memory (managed: the shim converted
 	// the cuMemAlloc_v2), and they do not fit together.
-	d, err := readEmuDevice(devFile)
+	d, err := emugpu.Read(devFile)
 	if err != nil {
 		t.Fatal(err)
 	}

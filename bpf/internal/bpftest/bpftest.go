@@ -76,16 +76,7 @@ func NewCgroup(t testing.TB) Cgroup {
 	if err != nil {
 		t.Fatalf("create cgroup: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := os.Remove(dir); err != nil {
-			t.Logf("remove cgroup %s: %v", dir, err)
-		}
-	})
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		t.Fatalf("stat %s: %v", dir, err)
-	}
-	return Cgroup{Path: dir, ID: st.Ino}
+	return adopt(t, dir)
 }
 
 // Command returns cmd set to start inside cg (clone3 CLONE_INTO_CGROUP).
@@ -124,14 +115,7 @@ func (cg Cgroup) StartPaused(t testing.TB, name string, args ...string) *Paused 
 	t.Helper()
 	cmd, done := cg.Command(t, name, args...)
 	defer done()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testenv.Pipes(t, cmd)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -171,6 +155,13 @@ func (cg Cgroup) Child(t testing.TB, name string) Cgroup {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatalf("create cgroup: %v", err)
 	}
+	return adopt(t, dir)
+}
+
+// adopt returns the cgroup the test just created at dir, which is removed
+// at the end of the test.
+func adopt(t testing.TB, dir string) Cgroup {
+	t.Helper()
 	t.Cleanup(func() {
 		if err := os.Remove(dir); err != nil {
 			t.Logf("remove cgroup %s: %v", dir, err)

@@ -56,6 +56,7 @@ type ctr struct {
 	done     chan struct{}      // closed when the wait goroutine reported
 	pid      int
 	started  bool
+	exited   bool // the wait goroutine saw the container end
 	protocol protocol.Kind
 }
 
@@ -317,6 +318,10 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ID) (<-chan runtime.Exit
 			ex.Err = fmt.Errorf("wait for container: %w", err)
 		}
 		ex.At = time.Now()
+		// The pid is free now and may be reused by any process.
+		r.mu.Lock()
+		c.pid, c.exited = 0, true
+		r.mu.Unlock()
 		if ex.Err == nil && ex.Code == 137 {
 			ex.OOMKilled = r.oomKilled(id)
 		}
@@ -360,8 +365,11 @@ func (r *Runtime) Endpoint(ctx context.Context, id runtime.ID) (protocol.Endpoin
 		return protocol.Endpoint{Kind: protocol.KindSluice, Network: "unix", Address: filepath.Join(c.dir, runtime.FnSocketName)}, nil
 	}
 	r.mu.Lock()
-	pid := c.pid
+	pid, exited := c.pid, c.exited
 	r.mu.Unlock()
+	if exited {
+		return protocol.Endpoint{}, fmt.Errorf("endpoint %s: container is not running", shortID(id))
+	}
 	if pid == 0 {
 		in, err := r.cli.ContainerInspect(ctx, string(id), client.ContainerInspectOptions{})
 		if err != nil {
@@ -372,6 +380,11 @@ func (r *Runtime) Endpoint(ctx context.Context, id runtime.ID) (protocol.Endpoin
 		}
 		pid = in.Container.State.Pid
 		r.mu.Lock()
+		if c.exited {
+			// It ended while we asked: the pid may already be another's.
+			r.mu.Unlock()
+			return protocol.Endpoint{}, fmt.Errorf("endpoint %s: container is not running", shortID(id))
+		}
 		c.pid = pid
 		r.mu.Unlock()
 	}
@@ -395,6 +408,12 @@ func (r *Runtime) Dir(id runtime.ID) (string, error) {
 // Stop stops the container: SIGTERM, then SIGKILL after grace (rounded up to
 // whole seconds, the engine's unit).
 func (r *Runtime) Stop(ctx context.Context, id runtime.ID, grace time.Duration) error {
+	if err := r.checkOwned(ctx, id, "stop"); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
 	secs := int((grace + time.Second - 1) / time.Second)
 	_, err := r.cli.ContainerStop(ctx, string(id), client.ContainerStopOptions{Timeout: &secs})
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -421,18 +440,14 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
 	if ok {
 		dir = c.dir
 	} else {
-		in, err := r.cli.ContainerInspect(ctx, string(id), client.ContainerInspectOptions{})
+		labels, err := r.ownedLabels(ctx, id, "remove")
 		if err != nil {
 			if cerrdefs.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("inspect %s: %w", shortID(id), err)
+			return err
 		}
-		if in.Container.Config == nil || in.Container.Config.Labels[runtime.LabelInstance] != r.cfg.Instance ||
-			in.Container.Config.Labels[runtime.LabelManaged] != "1" {
-			return fmt.Errorf("remove %s: not created by daemon instance %s", shortID(id), r.cfg.Instance)
-		}
-		dir = in.Container.Config.Labels[labelDir]
+		dir = labels[labelDir]
 	}
 	_, err := r.cli.ContainerRemove(ctx, string(id), client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -456,6 +471,35 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
 		}
 	}
 	return nil
+}
+
+// checkOwned returns nil for a container this backend created in this
+// process or one labelled with this daemon instance, an error for which
+// cerrdefs.IsNotFound holds for a missing one, else an error: Sluice never
+// acts on containers it does not own.
+func (r *Runtime) checkOwned(ctx context.Context, id runtime.ID, verb string) error {
+	r.mu.Lock()
+	_, ok := r.ctrs[id]
+	r.mu.Unlock()
+	if ok {
+		return nil
+	}
+	_, err := r.ownedLabels(ctx, id, verb)
+	return err
+}
+
+// ownedLabels inspects id and returns its labels if it carries this daemon
+// instance's labels.
+func (r *Runtime) ownedLabels(ctx context.Context, id runtime.ID, verb string) (map[string]string, error) {
+	in, err := r.cli.ContainerInspect(ctx, string(id), client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", shortID(id), err)
+	}
+	if in.Container.Config == nil || in.Container.Config.Labels[runtime.LabelInstance] != r.cfg.Instance ||
+		in.Container.Config.Labels[runtime.LabelManaged] != "1" {
+		return nil, fmt.Errorf("%s %s: not created by daemon instance %s", verb, shortID(id), r.cfg.Instance)
+	}
+	return in.Container.Config.Labels, nil
 }
 
 // List returns the containers labelled with this daemon instance.

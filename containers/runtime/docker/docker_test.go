@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gpu/sluice/containers/image"
 	"github.com/sluice-gpu/sluice/containers/runtime"
 	"github.com/sluice-gpu/sluice/containers/runtime/runtimetest"
+	"github.com/sluice-gpu/sluice/internal/dockertest"
 	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
@@ -24,16 +25,6 @@ var (
 	imageRef  string
 	imageErr  error
 )
-
-func testClient(t *testing.T) *client.Client {
-	testenv.RequireDocker(t)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatalf("docker client: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
 
 func testImage(t *testing.T, cli *client.Client) string {
 	imageOnce.Do(func() {
@@ -70,14 +61,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func stateDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "sld")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+// stateDir is short: Unix socket paths must stay under 108 bytes.
+func stateDir(t *testing.T) string { return testenv.ShortDir(t, "sld") }
 
 func newRuntime(t *testing.T, cli *client.Client, instance, dir string, gpu runtime.GPUConfig) *Runtime {
 	t.Helper()
@@ -94,7 +79,7 @@ func newRuntime(t *testing.T, cli *client.Client, instance, dir string, gpu runt
 }
 
 func TestConformance(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	ref := testImage(t, cli)
 	dir := stateDir(t)
 	runtimetest.Run(t, runtimetest.Fixture{
@@ -110,7 +95,7 @@ func TestConformance(t *testing.T) {
 
 // TestSecuritySettings checks the security defaults by inspecting the container.
 func TestSecuritySettings(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	ref := testImage(t, cli)
 	label := "t" + runtime.RandomSuffix(6)
 	rt := newRuntime(t, cli, label, stateDir(t), runtime.GPUConfig{})
@@ -159,7 +144,7 @@ func TestSecuritySettings(t *testing.T) {
 }
 
 func TestNetworkOnRequest(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	rt := newRuntime(t, cli, "t"+runtime.RandomSuffix(6), stateDir(t), runtime.GPUConfig{})
 	in := runtimetest.StartInstance(t, rt, runtime.Spec{Function: "net", Image: testImage(t, cli), Network: true})
 	n := runtimetest.Call(t, in, map[string]any{"op": "net"})
@@ -169,7 +154,7 @@ func TestNetworkOnRequest(t *testing.T) {
 }
 
 func TestMissingImage(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	rt := newRuntime(t, cli, "t"+runtime.RandomSuffix(6), stateDir(t), runtime.GPUConfig{})
 	_, err := rt.Create(context.Background(), runtime.Spec{Function: "nope", Image: "sluice-test/does-not-exist:1"})
 	if !errors.Is(err, runtime.ErrNotFound) {
@@ -183,7 +168,7 @@ func TestMissingImage(t *testing.T) {
 // (the test function is static, so the loader ignores LD_PRELOAD); the real
 // shim and driver run in TestGPUMatmulEmulated.
 func TestGPUInjectionEmulated(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	art := t.TempDir()
 	os.MkdirAll(filepath.Join(art, "fakecuda"), 0o755)
 	os.WriteFile(filepath.Join(art, "libsluice.so"), []byte("stand-in"), 0o644)
@@ -231,7 +216,7 @@ func TestGPUInjectionEmulated(t *testing.T) {
 // TestOOMKilledReported checks that an instance killed by its memory limit
 // is reported as such on the exit channel.
 func TestOOMKilledReported(t *testing.T) {
-	cli := testClient(t)
+	cli := dockertest.Client(t)
 	rt := newRuntime(t, cli, "t"+runtime.RandomSuffix(6), stateDir(t), runtime.GPUConfig{})
 	in := runtimetest.StartInstance(t, rt, runtime.Spec{Function: "oom", Image: testImage(t, cli), MemoryBytes: 32 << 20})
 	if _, err := in.Client.Invoke(context.Background(), []byte(`{"op":"alloc","ms":256}`)); err == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -56,7 +57,11 @@ type proc struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	started bool
-	exited  chan struct{}
+	// dead is set (under mu) once the main process has exited and its group
+	// has been killed, before it is reaped: from then on its pid may be
+	// reused, so nothing signals it any more.
+	dead   bool
+	exited chan struct{}
 }
 
 // Runtime is the process backend.
@@ -66,6 +71,9 @@ type Runtime struct {
 
 	mu    sync.Mutex
 	procs map[runtime.ID]*proc
+
+	// kill sends signals (unix.Kill; tests observe it).
+	kill func(pid int, sig unix.Signal) error
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -85,7 +93,7 @@ func New(cfg Config) (*Runtime, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{cfg: cfg, log: lg.With("runtime", "process"), procs: map[runtime.ID]*proc{}}, nil
+	return &Runtime{cfg: cfg, log: lg.With("runtime", "process"), procs: map[runtime.ID]*proc{}, kill: unix.Kill}, nil
 }
 
 // Name returns "process".
@@ -103,7 +111,13 @@ func (r *Runtime) Create(_ context.Context, s runtime.Spec) (runtime.ID, error) 
 		return "", fmt.Errorf("create %s: %w: the process backend needs a command", s.Function, runtime.ErrInvalid)
 	}
 	if _, err := exec.LookPath(s.Command[0]); err != nil {
-		return "", fmt.Errorf("create %s: command %s: %w", s.Function, s.Command[0], runtime.ErrNotFound)
+		// Missing is ErrNotFound; there but not runnable (a directory, no
+		// execute permission) is a bad spec.
+		kind := runtime.ErrInvalid
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			kind = runtime.ErrNotFound
+		}
+		return "", fmt.Errorf("create %s: command %s: %w: %v", s.Function, s.Command[0], kind, err)
 	}
 	if s.GPU {
 		if err := r.cfg.GPU.Check(); err != nil {
@@ -115,7 +129,10 @@ func (r *Runtime) Create(_ context.Context, s runtime.Spec) (runtime.ID, error) 
 	if err := os.Mkdir(dir, 0o777); err != nil {
 		return "", fmt.Errorf("create instance dir: %w", err)
 	}
-	_ = os.Chmod(dir, 0o777) // the function may run as another user
+	// The function may run as another user and writes here: world-writable,
+	// but sticky, so it cannot replace the daemon's instance.json (which a
+	// later daemon trusts to find the process it kills) or its output.log.
+	_ = os.Chmod(dir, 0o777|os.ModeSticky)
 	p := &proc{id: id, dir: dir, spec: s, exited: make(chan struct{}),
 		rec: record{Instance: r.cfg.Instance, Function: s.Function, Generation: s.Generation}}
 	if err := writeRecord(dir, p.rec); err != nil {
@@ -128,13 +145,28 @@ func (r *Runtime) Create(_ context.Context, s runtime.Spec) (runtime.ID, error) 
 	return id, nil
 }
 
+// writeRecord writes dir/instance.json through a temporary file. The
+// directory is writable by the function, so the temporary file is created
+// exclusively and never followed through a link the function planted.
 func writeRecord(dir string, rec record) error {
 	b, _ := json.Marshal(rec)
 	tmp := filepath.Join(dir, ".instance.json")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("write instance record: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, "instance.json")); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("write instance record: %w", err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, "instance.json"))
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write instance record: %w", err)
 	}
 	return nil
@@ -249,6 +281,20 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 	}
 	ch := make(chan runtime.Exit, 1)
 	go func() {
+		// Wait for the exit without reaping: while the main process is a
+		// zombie its pid (the group id) cannot be reused, so the group kill
+		// below and Stop/Remove, which check dead, never hit another process.
+		for {
+			var si unix.Siginfo
+			if err := unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+				break
+			}
+		}
+		p.mu.Lock()
+		p.dead = true
+		// Kill anything the main process left in its group.
+		_ = r.kill(-pid, unix.SIGKILL)
+		p.mu.Unlock()
 		err := cmd.Wait()
 		ex := runtime.Exit{At: time.Now()}
 		var ee *exec.ExitError
@@ -263,13 +309,24 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 		default:
 			ex.Err = err
 		}
-		// Kill anything the main process left in its group.
-		_ = unix.Kill(-pid, unix.SIGKILL)
 		close(p.exited)
 		ch <- ex
 		close(ch)
 	}()
 	return ch, nil
+}
+
+// signalGroup sends sig to p's process group unless its main process has
+// exited (its pid may then belong to someone else). It reports whether it
+// sent the signal.
+func (r *Runtime) signalGroup(p *proc, sig unix.Signal) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.dead {
+		return false
+	}
+	_ = r.kill(-p.cmd.Process.Pid, sig)
+	return true
 }
 
 // withLimits returns the command line that runs the function under the
@@ -281,7 +338,7 @@ func (r *Runtime) Start(_ context.Context, id runtime.ID) (<-chan runtime.Exit, 
 // would run unlimited until then.
 //
 // Limits: no core dumps; memory as an address-space limit (4 x the memory
-// limit + 1 GiB of headroom, since Go and Python reserve address space
+// limit + 4 GiB of headroom, since Go and Python reserve address space
 // well beyond what they touch), skipped for GPU functions because unified
 // memory reserves large address ranges. No CPU or pid limit: rlimits have
 // no equivalent (see docs/FUNCTIONS.md).
@@ -292,7 +349,7 @@ func withLimits(s runtime.Spec) ([]string, error) {
 	}
 	argv := []string{prlimit, "--core=0:0"}
 	if s.MemoryBytes > 0 && !s.GPU {
-		as := uint64(s.MemoryBytes)*4 + 1<<30
+		as := uint64(s.MemoryBytes)*4 + 4<<30 // an idle Go 1.26 server reserves ~1.6 GB
 		argv = append(argv, fmt.Sprintf("--as=%d:%d", as, as))
 	}
 	return append(append(argv, "--"), s.Command...), nil
@@ -342,19 +399,20 @@ func (r *Runtime) Stop(ctx context.Context, id runtime.ID, grace time.Duration) 
 	if !ok {
 		return nil
 	}
-	p.mu.Lock()
-	cmd := p.cmd
-	p.mu.Unlock()
-	if cmd == nil {
+	if !r.signalGroup(p, unix.SIGTERM) {
+		// Not started, or already exited.
+		p.mu.Lock()
+		started := p.cmd != nil
+		p.mu.Unlock()
+		if started {
+			select {
+			case <-p.exited:
+			case <-ctx.Done():
+				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			}
+		}
 		return nil
 	}
-	pid := cmd.Process.Pid
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	_ = unix.Kill(-pid, unix.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -363,7 +421,7 @@ func (r *Runtime) Stop(ctx context.Context, id runtime.ID, grace time.Duration) 
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	_ = unix.Kill(-pid, unix.SIGKILL)
+	r.signalGroup(p, unix.SIGKILL)
 	select {
 	case <-p.exited:
 		return nil
@@ -383,10 +441,10 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ID) error {
 		return r.removeLeftover(id)
 	}
 	p.mu.Lock()
-	cmd := p.cmd
+	started := p.cmd != nil
 	p.mu.Unlock()
-	if cmd != nil {
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+	if started {
+		r.signalGroup(p, unix.SIGKILL)
 		select {
 		case <-p.exited:
 		case <-ctx.Done():
@@ -414,10 +472,15 @@ func (r *Runtime) removeLeftover(id runtime.ID) error {
 	if rec.Instance != r.cfg.Instance {
 		return nil // not ours
 	}
-	if rec.PID > 0 {
+	// Only a process whose start time matches the record is signalled (a
+	// recycled pid is not), never pid 1 or below (kill(-1) signals every
+	// process), and its group only if it leads one.
+	if rec.PID > 1 && rec.StartTicks != 0 {
 		if t, err := startTicks(rec.PID); err == nil && t == rec.StartTicks {
-			_ = unix.Kill(-rec.PID, unix.SIGKILL)
-			_ = unix.Kill(rec.PID, unix.SIGKILL)
+			if pg, err := unix.Getpgid(rec.PID); err == nil && pg == rec.PID {
+				_ = r.kill(-rec.PID, unix.SIGKILL)
+			}
+			_ = r.kill(rec.PID, unix.SIGKILL)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -426,11 +489,31 @@ func (r *Runtime) removeLeftover(id runtime.ID) error {
 	return nil
 }
 
+// readRecord reads dir/instance.json. It must be a regular file the daemon's
+// user owns: the directory is the function's, and a record it forged could
+// name any process for Remove to kill.
 func readRecord(dir string) (record, error) {
 	var rec record
-	b, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+	name := filepath.Join(dir, "instance.json")
+	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return rec, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return rec, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+		return rec, fmt.Errorf("%s: not a regular file owned by uid %d", name, os.Geteuid())
+	}
+	const maxRecord = 64 << 10
+	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
+	if err != nil {
+		return rec, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(b) > maxRecord {
+		return rec, fmt.Errorf("%s: larger than %d bytes", name, maxRecord)
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return rec, fmt.Errorf("parse %s/instance.json: %w", dir, err)

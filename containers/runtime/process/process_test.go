@@ -6,54 +6,33 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sluice-gpu/sluice/containers/protocol"
 	"github.com/sluice-gpu/sluice/containers/runtime"
 	"github.com/sluice-gpu/sluice/containers/runtime/process"
 	"github.com/sluice-gpu/sluice/containers/runtime/runtimetest"
+	"github.com/sluice-gpu/sluice/internal/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	testfn    string
-	binDir    string
-)
+// binaries holds the test function, built once for the package's tests.
+var binaries testenv.Binaries
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	binaries.Remove()
 	os.Exit(code)
 }
 
 func testFunction(t *testing.T) string {
-	buildOnce.Do(func() {
-		var err error
-		if binDir, err = os.MkdirTemp("", "sluice-testfn"); err != nil {
-			t.Fatal(err)
-		}
-		testfn = runtimetest.BuildTestFunction(t, binDir)
-	})
-	if testfn == "" {
-		t.Fatal("testfn not built")
-	}
-	return testfn
+	return binaries.Get(t, "testfn", func(dir string) string { return runtimetest.BuildTestFunction(t, dir) })
 }
 
 // stateDir is short: Unix socket paths must stay under 108 bytes.
-func stateDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "slp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+func stateDir(t *testing.T) string { return testenv.ShortDir(t, "slp") }
 
 func TestConformance(t *testing.T) {
 	bin := testFunction(t)
@@ -134,7 +113,7 @@ func TestLimitsAppliedFromTheStart(t *testing.T) {
 	bin := testFunction(t)
 	if os.Geteuid() == 0 {
 		// The function runs as nobody: it must be able to exec the binary.
-		if err := os.Chmod(binDir, 0o755); err != nil {
+		if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +140,7 @@ func TestLimitsAppliedFromTheStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantAS := strconv.FormatUint(4*(64<<20)+1<<30, 10)
+	wantAS := strconv.FormatUint(4*(64<<20)+4<<30, 10)
 	for _, want := range [][]string{
 		{"Max core file size", "0", "0"},
 		{"Max address space", wantAS, wantAS},

@@ -1,7 +1,8 @@
 /*
  * Test helpers for the fake CUDA driver's own tests (EMULATOR / TEST DOUBLE).
- * Each failed CHECK prints file:line and the message and counts a failure;
- * ft_done() prints "<name>: ok" or the failure count and returns the exit
+ * The CHECK macros are shim/include/t_check.h's (shared with the shim's
+ * tests): each failed CHECK prints file:line and the message and counts a
+ * failure; ft_done() prints "<name>: ok" or the failure count and returns the exit
  * status.
  */
 #ifndef SLUICE_FT_H
@@ -15,30 +16,7 @@
 
 #include "cuda_min.h"
 #include "fake_extra.h"
-
-static int ft_failures;
-
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fputc('\n', stderr);                                      \
-			ft_failures++;                                            \
-		}                                                                 \
-	} while (0)
-
-#define CHECK_CU(call)                                                            \
-	do {                                                                      \
-		CUresult r_ = (call);                                             \
-		CHECK(r_ == CUDA_SUCCESS, "%s returned %d", #call, (int)r_);     \
-	} while (0)
-
-#define CHECK_RC(call, want)                                                      \
-	do {                                                                      \
-		CUresult r_ = (call);                                             \
-		CHECK(r_ == (want), "%s returned %d, want %d", #call, (int)r_, (int)(want)); \
-	} while (0)
+#include "t_check.h"
 
 static inline double ft_now(void)
 {
@@ -49,8 +27,8 @@ static inline double ft_now(void)
 
 static inline int ft_done(const char *name)
 {
-	if (ft_failures) {
-		printf("%s: %d failure(s)\n", name, ft_failures);
+	if (t_failures) {
+		printf("%s: %d failure(s)\n", name, t_failures);
 		fflush(stdout);
 		return 1;
 	}

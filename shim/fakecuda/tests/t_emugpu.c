@@ -220,7 +220,7 @@ static void c_timeslice(void)
 			const struct emu_proc *me = proc_slot(getpid());
 			double r[3] = {el, me ? (double)me->busy_ns / 1e9 : -1, me ? (double)me->slices : -1};
 			CHECK(write(res[1], r, sizeof(r)) == (ssize_t)sizeof(r), "result");
-			_exit(ft_failures ? 1 : 0);
+			_exit(t_failures ? 1 : 0);
 		}
 	}
 	usleep(200000); /* everyone attached and waiting */
@@ -328,7 +328,7 @@ static void c_deadwaiter(void)
 	if (a == 0) {
 		spin(600000000ull); /* holds the device */
 		CHECK_CU(cuCtxSynchronize());
-		exit(ft_failures ? 1 : 0);
+		exit(t_failures ? 1 : 0);
 	}
 	usleep(100000);
 	pid_t b = fork();
@@ -346,7 +346,7 @@ static void c_deadwaiter(void)
 		CHECK_CU(cuCtxSynchronize());
 		double el = ft_now() - t0;
 		CHECK(el >= 0.3, "ran before the holder finished: %.3f s", el);
-		exit(ft_failures ? 1 : 0);
+		exit(t_failures ? 1 : 0);
 	}
 	usleep(100000);
 	kill(b, SIGKILL);
