@@ -293,13 +293,8 @@ func (s *Server) handle(c *net.UnixConn) {
 	if s.cfg.Budget != nil {
 		budget = s.cfg.Budget(reg.FunctionID)
 	}
-	wctx, cancel := context.WithTimeout(context.Background(), s.cfg.RegisterTimeout)
-	err = ss.writeCtx(wctx, encodeWelcome(ss.ID, budget))
-	cancel()
-	if err != nil {
-		ss.close(fmt.Errorf("send welcome: %w", err))
-		return
-	}
+	// The session is listed before the WELCOME goes out: once the shim
+	// knows it is registered, Sessions() knows it too.
 	s.mu.Lock()
 	if s.closing {
 		// Serve is shutting down and has closed the sessions it knew of.
@@ -309,6 +304,16 @@ func (s *Server) handle(c *net.UnixConn) {
 	}
 	s.sessions[ss.ID] = ss
 	s.mu.Unlock()
+	wctx, cancel := context.WithTimeout(context.Background(), s.cfg.RegisterTimeout)
+	err = ss.writeCtx(wctx, encodeWelcome(ss.ID, budget))
+	cancel()
+	if err != nil {
+		ss.close(fmt.Errorf("send welcome: %w", err))
+		s.mu.Lock()
+		delete(s.sessions, ss.ID)
+		s.mu.Unlock()
+		return
+	}
 	ss.log.Info("shim registered", "claimed_pid", reg.ClaimedPID, "driver", reg.DriverVersion,
 		"devices", len(reg.Devices), "usage_page", page != nil, "forked", ss.Forked, "again", ss.Again)
 	if s.cfg.OnSession != nil {
