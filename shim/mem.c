@@ -269,39 +269,39 @@ static int table_put(struct table *t, const struct ent *v)
 	return 0;
 }
 
+/* The slot holding key, or NULL; caller holds mu. */
+static struct ent *table_find(struct table *t, uint64_t key)
+{
+	if (t->cap == 0 || key == 0 || key == TOMB)
+		return NULL;
+	for (size_t j = slot_of(key, t->cap); t->e[j].key != 0; j = (j + 1) & (t->cap - 1))
+		if (t->e[j].key == key)
+			return &t->e[j];
+	return NULL;
+}
+
 /* Remove key; caller holds mu. Returns 1 and the entry if it was there. */
 static int table_take(struct table *t, uint64_t key, struct ent *out)
 {
-	if (t->cap == 0 || key == 0 || key == TOMB)
+	struct ent *e = table_find(t, key);
+	if (!e)
 		return 0;
-	size_t j = slot_of(key, t->cap);
-	while (t->e[j].key != 0) {
-		if (t->e[j].key == key) {
-			if (out)
-				*out = t->e[j];
-			t->e[j].key = TOMB;
-			t->used--;
-			t->tombs++;
-			return 1;
-		}
-		j = (j + 1) & (t->cap - 1);
-	}
-	return 0;
+	if (out)
+		*out = *e;
+	e->key = TOMB;
+	t->used--;
+	t->tombs++;
+	return 1;
 }
 
+/* Copy key's entry to out; caller holds mu. Returns 1 if it was there. */
 static int table_get(struct table *t, uint64_t key, struct ent *out)
 {
-	if (t->cap == 0 || key == 0 || key == TOMB)
+	struct ent *e = table_find(t, key);
+	if (!e)
 		return 0;
-	size_t j = slot_of(key, t->cap);
-	while (t->e[j].key != 0) {
-		if (t->e[j].key == key) {
-			*out = t->e[j];
-			return 1;
-		}
-		j = (j + 1) & (t->cap - 1);
-	}
-	return 0;
+	*out = *e;
+	return 1;
 }
 
 static void track_ent(struct table *t, const struct ent *e)
