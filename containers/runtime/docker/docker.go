@@ -331,13 +331,14 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ID) (<-chan runtime.Exit
 }
 
 // oomKilled asks the engine whether the memory limit killed id. The engine
-// may learn of the OOM kill a little after the exit, so a SIGKILLed container
-// is asked a few times; a removed container (Remove kills with SIGKILL too)
-// ends the search at once.
+// may learn of the OOM kill after the exit (containerd's OOM event races the
+// exit event; 300 ms was seen to be too short on a loaded 2-core host), so a
+// SIGKILLed container is asked for up to 1.5 s; a removed container (Remove
+// kills with SIGKILL too) ends the search at once.
 func (r *Runtime) oomKilled(id runtime.ID) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	for range 6 {
+	for range 30 {
 		in, err := r.cli.ContainerInspect(ctx, string(id), client.ContainerInspectOptions{})
 		if err != nil || in.Container.State == nil {
 			return false
