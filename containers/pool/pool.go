@@ -466,8 +466,11 @@ func (p *Pool) Invoke(ctx context.Context, id runtime.ID, body []byte) ([]byte, 
 }
 
 // crashGrace is how long Invoke waits, after a transport error, for the exit
-// report that tells a crash from a broken connection.
-const crashGrace = 500 * time.Millisecond
+// report that tells a crash from a broken connection. It exceeds the time a
+// backend may take to report a SIGKILLed exit (the Docker backend asks the
+// engine about an OOM kill for up to 1.5 s); Invoke returns as soon as the
+// report arrives.
+const crashGrace = 2 * time.Second
 
 func isFunctionError(err error) bool {
 	var pe *protocol.Error
