@@ -97,12 +97,13 @@ type Improvements struct {
 	// improvement set written before it existed, such as the CLI's
 	// "sluice:+name", keeps it on; see docs/EVALUATION.md.)
 	NoColdAhead bool
+	WarmFirst   bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by
 // default.
 func SluiceImprovements() Improvements {
-	return Improvements{MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
+	return Improvements{WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
 }
 
 // Config configures a Scheduler. Zero fields take the default named in their

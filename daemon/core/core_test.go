@@ -404,3 +404,32 @@ func TestColdStartSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmFirst: with a full warm pool, Sluice's WarmFirst serves a flow
+// whose idle container can run now before a flow whose cold start would
+// stop another flow's container; without it (the paper's order) the flow
+// with the lower start tag goes first and displaces the warm container.
+func TestWarmFirst(t *testing.T) {
+	for _, warm := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1, ContainersPerGPU: 1,
+			Improvements: Improvements{WarmFirst: warm, NoColdAhead: true}, ImprovementsSet: true})
+		mustStep(t, s, 0, Register(0, "a", 0, 0))
+		mustStep(t, s, 0, Register(1, "b", 0, 0))
+		rd := mustStep(t, s, 0, Arrived(1, 1))
+		cb := rd.Actions[0].Ctr
+		mustStep(t, s, 2, ContainerReady(cb))
+		// b's container runs invocation 1; a (no container, no pool room)
+		// and b's next invocation queue behind it.
+		mustStep(t, s, 2.05, Arrived(2, 0))
+		mustStep(t, s, 2.06, Arrived(3, 1))
+		rd = mustStep(t, s, 2.1, Completed(1, 100*time.Millisecond, 0))
+		var warmRun, coldStart bool
+		for _, a := range rd.Actions {
+			warmRun = warmRun || (a.Kind == ActDispatch && a.Inv == 3 && a.Ctr == cb)
+			coldStart = coldStart || (a.Kind == ActStartContainer && a.Fn == 0)
+		}
+		if warmRun != warm || coldStart == warm {
+			t.Fatalf("warmFirst=%v: b's warm run %v, a's cold start %v; actions %v", warm, warmRun, coldStart, rd.Actions)
+		}
+	}
+}

@@ -63,6 +63,23 @@ func (s *Scheduler) servable(f *flow) bool {
 	return s.gpuForCold(f) != nil
 }
 
+// cheapStart reports whether f can be served without displacing another
+// flow's container: it has an idle container on a GPU with a free slot, or
+// some GPU's pool has room for a new one without stopping any.
+func (s *Scheduler) cheapStart(f *flow) bool {
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle && s.slotFree(c.g) {
+			return true
+		}
+	}
+	for _, g := range s.gpus {
+		if len(g.ctrs) < s.cfg.ContainersPerGPU {
+			return true
+		}
+	}
+	return false
+}
+
 // ready is asked about a servable flow the policy wants to dispatch. By
 // default it says yes. With WaitForBusy, a flow that would need a cold start
 // while its running invocation will free a warm container sooner says no
@@ -99,7 +116,7 @@ func (s *Scheduler) ready(f *flow) bool {
 		idle.g.ahead++
 		return false
 	}
-	if s.noTokenColdStart() && s.gpuForBoundStart(f) == nil {
+	if s.noTokenColdStart() && s.gpuForBoundStart(f, false) == nil {
 		return false // no GPU can take another cold start now
 	}
 	if imp.WaitForBusy && f.inFlight > 0 {
@@ -145,7 +162,7 @@ func (s *Scheduler) startColdAhead() {
 			f.coldAheadQ = false
 			continue
 		}
-		g := s.gpuForBoundStart(f)
+		g := s.gpuForBoundStart(f, true)
 		if g == nil {
 			s.coldAhead[n] = f
 			n++
@@ -153,7 +170,7 @@ func (s *Scheduler) startColdAhead() {
 		}
 		f.coldAheadQ = false
 		r := s.pop(f)
-		c := s.startContainer(f, g)
+		c := s.startContainer(f, g, true)
 		c.bound, c.boundReq, c.batchLeft = true, r, 0
 		s.live[r.inv] = c
 	}
@@ -199,9 +216,9 @@ func (s *Scheduler) serve(f *flow, batch int) {
 			// Cold start without a slot: the request is popped (its flow is
 			// charged, as if it ran) and bound to the new container, which
 			// takes a slot once it is up.
-			g = s.gpuForBoundStart(f)
+			g = s.gpuForBoundStart(f, false)
 			r := s.pop(f)
-			c = s.startContainer(f, g)
+			c = s.startContainer(f, g, false)
 			c.bound, c.boundReq, c.batchLeft = true, r, batch-1
 			s.live[r.inv] = c
 			return
@@ -218,7 +235,7 @@ func (s *Scheduler) serve(f *flow, batch int) {
 	g.used++
 	g.utilProv += 1 / float64(s.cfg.D) // until the next sample corrects it
 	if c == nil {
-		c = s.startContainer(f, g)
+		c = s.startContainer(f, g, false)
 		c.bound, c.boundReq, c.token, c.batchLeft = true, r, true, batch-1
 		s.live[r.inv] = c
 		return
@@ -245,7 +262,7 @@ func (s *Scheduler) run(c *container, r request) {
 func (s *Scheduler) gpuForCold(f *flow) *gpu {
 	var best *gpu
 	for _, g := range s.gpus {
-		if !s.slotFree(g) || !s.poolRoom(g) {
+		if !s.slotFree(g) || !s.poolRoom(g, false) {
 			continue
 		}
 		if best == nil || g.resident < best.resident {
@@ -260,7 +277,7 @@ func (s *Scheduler) gpuForCold(f *flow) *gpu {
 func (s *Scheduler) gpuForStart(f *flow) *gpu {
 	var best *gpu
 	for _, g := range s.gpus {
-		if !s.poolRoom(g) {
+		if !s.poolRoom(g, false) {
 			continue
 		}
 		if best == nil || g.used < best.used || (g.used == best.used && g.resident < best.resident) {
@@ -274,10 +291,13 @@ func (s *Scheduler) gpuForStart(f *flow) *gpu {
 // D such starts in flight per GPU (the budget the slots gave the
 // reference), room in the pool, and room in memory once idle containers
 // are evicted (never oversubscribe for a container that is not running).
-func (s *Scheduler) gpuForBoundStart(f *flow) *gpu {
+// A speculative start (ColdAhead) may stop only an Inactive flow's idle
+// container: it must not cost a flow that may run soon its warm container
+// for a start that no policy decision asked for yet.
+func (s *Scheduler) gpuForBoundStart(f *flow, speculative bool) *gpu {
 	var best *gpu
 	for _, g := range s.gpus {
-		if g.starting >= s.cfg.D || !s.poolRoom(g) {
+		if g.starting >= s.cfg.D || !s.poolRoom(g, speculative) {
 			continue
 		}
 		if !s.cfg.NoMemoryManagement {
@@ -302,13 +322,14 @@ func (s *Scheduler) gpuForBoundStart(f *flow) *gpu {
 }
 
 // poolRoom reports whether g can take another container, counting idle
-// containers that could be stopped for it.
-func (s *Scheduler) poolRoom(g *gpu) bool {
+// containers that could be stopped for it (with speculative, only those of
+// Inactive flows).
+func (s *Scheduler) poolRoom(g *gpu, speculative bool) bool {
 	if len(g.ctrs) < s.cfg.ContainersPerGPU {
 		return true
 	}
 	for _, c := range g.ctrs {
-		if c.state == ctrIdle {
+		if c.state == ctrIdle && (!speculative || c.f.state == Inactive) {
 			return true
 		}
 	}
@@ -316,12 +337,13 @@ func (s *Scheduler) poolRoom(g *gpu) bool {
 }
 
 // startContainer starts a container of f on g, stopping the least recently
-// used idle container if the pool is full and making room in memory.
-func (s *Scheduler) startContainer(f *flow, g *gpu) *container {
+// used idle container (with speculative, of an Inactive flow) if the pool
+// is full, and making room in memory.
+func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool) *container {
 	if len(g.ctrs) >= s.cfg.ContainersPerGPU {
 		var lru *container
 		for _, c := range g.ctrs {
-			if c.state == ctrIdle && (lru == nil || c.lastUsed < lru.lastUsed) {
+			if c.state == ctrIdle && (!speculative || c.f.state == Inactive) && (lru == nil || c.lastUsed < lru.lastUsed) {
 				lru = c
 			}
 		}

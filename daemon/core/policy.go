@@ -169,10 +169,22 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 	// a sort would, and usually the first minimum is served, so a decision
 	// costs one pass of at most SelectCount comparisons instead of a sort.
 	byInFlight := s.cfg.D != 1
+	warmFirst := s.cfg.Improvements.WarmFirst
+	if warmFirst {
+		for _, f := range c {
+			f.warmNow = s.cheapStart(f)
+		}
+	}
 	var best *flow
 	for rest := c; len(rest) > 0; {
 		bi := 0
 		for i := 1; i < len(rest); i++ {
+			if warmFirst && rest[i].warmNow != rest[bi].warmNow {
+				if rest[i].warmNow {
+					bi = i
+				}
+				continue
+			}
 			if stickyBefore(rest[i], rest[bi], byInFlight) {
 				bi = i
 			}

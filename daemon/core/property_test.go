@@ -159,7 +159,7 @@ func (s *Scheduler) blockedBySluice(f *flow) bool {
 	if idle {
 		return movingIn
 	}
-	if s.noTokenColdStart() && s.gpuForBoundStart(f) == nil {
+	if s.noTokenColdStart() && s.gpuForBoundStart(f, false) == nil {
 		return true
 	}
 	if imp.WaitForBusy && f.inFlight > 0 {

@@ -181,7 +181,7 @@ func (s *Scheduler) register(ev Event) error {
 		if g == nil {
 			break
 		}
-		s.startContainer(f, g)
+		s.startContainer(f, g, false)
 	}
 	return nil
 }
