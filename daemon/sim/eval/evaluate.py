@@ -117,7 +117,7 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,"
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,"
       "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
       "sluice:+adaptived,sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy")
 acc = seeds("ablation", ab)
@@ -184,3 +184,41 @@ for m, sds in (("spread", range(1, 2)), ("iluvatar", range(1, 2)), ("spread", ra
     row.append(f"{mean(vm) / mean(vf):.2f}; {sum(1 for a, b in zip(vm, vf) if a <= 0.5 * b)} of {len(vf)}")
     rows.append(row)
 table(["arrivals", "seeds", "fcfs", "batch", "mqfq-sticky", "sluice", "variance ratio; seeds <= 0.5"], rows)
+
+print("## Warm pool size (containers per GPU; seeds 1-10, D = 2; mean latency s / cold-start %)\n")
+rows = []
+POOLPOL = ("fcfs", "batch", "mqfq-sticky", "sluice", "sluice:-warmfirst")
+for n in (1, 2, 4, 8, 16, 32, 64):
+    acc = seeds(f"pool{n}", ",".join(POOLPOL), "--containers", str(n))
+    rows.append([n] + [f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} / {mean([r['cold_start_pct'] for r in acc[p]]):.1f}"
+                       for p in POOLPOL])
+table(["pool"] + list(POOLPOL), rows)
+
+
+def dominance(acc):
+    """Per-function comparison of sluice with mqfq-sticky over runs."""
+    lower = total = worst_lower = 0
+    wm, ws, jm, js = [], [], [], []
+    for m, s in zip(acc["mqfq-sticky"], acc["sluice"]):
+        sm = {f["function"]: f["mean_slowdown"] for f in m["per_function"]}
+        ss = {f["function"]: f["mean_slowdown"] for f in s["per_function"]}
+        lower += sum(1 for fn in sm if ss[fn] < sm[fn])
+        total += len(sm)
+        wm.append(max(sm.values()))
+        ws.append(max(ss.values()))
+        worst_lower += ws[-1] < wm[-1]
+        jm.append(m["jain_fairness"])
+        js.append(s["jain_fairness"])
+    return [f"{lower} of {total} ({100*lower/total:.0f}%)", f"{mean(wm):.0f} vs {mean(ws):.0f}",
+            f"{worst_lower} of {len(wm)}", f"{mean(jm):.3f} vs {mean(js):.3f}"]
+
+
+print("## Per-function slowdown, sluice vs mqfq-sticky (D = 2)\n")
+rows = [["default functions, seeds 1-100"] + dominance(seeds("dom100", "mqfq-sticky,sluice", seeds=range(1, 101)))]
+if os.path.isdir(AZURE):
+    rows.append(["Azure sample, seeds 1-10"] + dominance(seeds("domazure", "mqfq-sticky,sluice", "--trace", AZURE)))
+if os.path.isdir(ILUVATAR):
+    rows.append(["Ilúvatar trace at 70%"] + dominance(seeds("domiluvatar", "mqfq-sticky,sluice", "--trace", ILUVATAR,
+                                                             "--target-util", "0.7", seeds=range(1, 2))))
+table(["workload", "functions whose mean slowdown sluice lowers", "worst function's mean slowdown, mqfq-sticky vs sluice (avg)",
+       "runs where sluice's worst is lower", "Jain mqfq-sticky vs sluice"], rows)
