@@ -97,7 +97,12 @@ type Improvements struct {
 	// improvement set written before it existed, such as the CLI's
 	// "sluice:+name", keeps it on; see docs/EVALUATION.md.)
 	NoColdAhead bool
-	WarmFirst   bool
+	// WarmFirst: when no GPU's warm pool has room, MQFQ-Sticky's
+	// candidates (all within T of V) that can run now in an idle container
+	// go before those whose cold start would stop another flow's
+	// container; within each group the paper's order holds. With pool room
+	// every candidate counts as cheap and the order is the paper's.
+	WarmFirst bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by
