@@ -92,8 +92,9 @@ type Improvements struct {
 	// overlaps the wait for a slot, and the bound request takes the first
 	// slot that frees once the container is up. Within the per-GPU budget
 	// of D concurrent cold starts and only where the footprint fits after
-	// evicting idle containers; a flow that cannot start yet stays listed
-	// until it can. (A negative switch, unlike the others, so that an
+	// evicting idle containers; in a full pool it may stop only an
+	// Inactive flow's idle container. A flow that cannot start yet stays
+	// listed until it can. (A negative switch, unlike the others, so that an
 	// improvement set written before it existed, such as the CLI's
 	// "sluice:+name", keeps it on; see docs/EVALUATION.md.)
 	NoColdAhead bool
