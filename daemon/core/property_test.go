@@ -77,6 +77,7 @@ var propertyConfigs = []Config{
 	{Policy: PolicyMQFQSticky, D: 3, ContainersPerGPU: 4, GPUMemBytes: 8e9},
 	{Policy: PolicySluice, D: 2},
 	{Policy: PolicySluice, D: 2, GPUs: 2, ContainersPerGPU: 6},
+	{Policy: PolicySluice, D: 2, ContainersPerGPU: 1},
 	{Policy: PolicySluice, D: 1, DMax: 3},
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{PrefetchAhead: true, Retag: true, MemoryAware: true}},
 	{Policy: PolicySluice, D: 1, ContainersPerGPU: 3, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: Improvements{WaitForBusy: true}},
