@@ -433,3 +433,34 @@ func TestWarmFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestColdAheadSparesActiveContainers: in a full pool, ColdAhead's
+// speculative start may stop an Inactive flow's idle container but not
+// that of a flow still Active in its TTL.
+func TestColdAheadSparesActiveContainers(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicySluice, D: 1, ContainersPerGPU: 2, TTL: 10, TTLSet: true, ImprovementsSet: true})
+	for i, name := range []string{"a", "b", "c"} {
+		mustStep(t, s, 0, Register(FnID(i), name, 0, 0))
+	}
+	cb := mustStep(t, s, 0, Arrived(1, 1)).Actions[0].Ctr
+	mustStep(t, s, 2, ContainerReady(cb))
+	mustStep(t, s, 2.1, Completed(1, 100*time.Millisecond, 0)) // b idle, Active until 12.1
+	cc := mustStep(t, s, 3, Arrived(2, 2)).Actions[0].Ctr
+	mustStep(t, s, 5, ContainerReady(cc)) // c runs and holds the only slot
+	touches := func(acts []Action) (started, stopped bool) {
+		for _, a := range acts {
+			started = started || (a.Kind == ActStartContainer && a.Fn == 0)
+			stopped = stopped || (a.Kind == ActStopContainer && a.Ctr == cb)
+		}
+		return
+	}
+	rd := mustStep(t, s, 6, Arrived(3, 0))
+	if started, stopped := touches(rd.Actions); started || stopped {
+		t.Fatalf("a's speculative start took Active b's container: %v", rd.Actions)
+	}
+	s.Tick(TimeOf(13)) // b's TTL has run out: b is Inactive
+	rd = s.Ready()
+	if started, stopped := touches(rd.Actions); !started || !stopped {
+		t.Fatalf("after b turned Inactive: a started %v, b's container stopped %v; actions %v", started, stopped, rd.Actions)
+	}
+}
