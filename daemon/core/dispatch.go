@@ -55,29 +55,29 @@ func (s *Scheduler) noTokenColdStart() bool { return !s.cfg.HoldColdSlot }
 // reference's terms: an idle container on a GPU with a free slot, or a free
 // slot and pool room for a cold start. It changes nothing.
 func (s *Scheduler) servable(f *flow) bool {
-	for _, c := range f.ctrs {
-		if c.state == ctrIdle && s.slotFree(c.g) {
-			return true
-		}
-	}
-	return s.gpuForCold(f) != nil
+	return s.idleWithSlot(f) || s.gpuForCold(f) != nil
 }
 
-// cheapStart reports whether f can be served without displacing another
-// flow's container: it has an idle container on a GPU with a free slot, or
-// some GPU's pool has room for a new one without stopping any.
-func (s *Scheduler) cheapStart(f *flow) bool {
+// idleWithSlot reports whether f has an idle container on a GPU with a free
+// slot: it can run now without a cold start.
+func (s *Scheduler) idleWithSlot(f *flow) bool {
 	for _, c := range f.ctrs {
 		if c.state == ctrIdle && s.slotFree(c.g) {
-			return true
-		}
-	}
-	for _, g := range s.gpus {
-		if len(g.ctrs) < s.cfg.ContainersPerGPU {
 			return true
 		}
 	}
 	return false
+}
+
+// poolsFull reports whether no GPU's warm pool can take a container without
+// stopping one.
+func (s *Scheduler) poolsFull() bool {
+	for _, g := range s.gpus {
+		if len(g.ctrs) < s.cfg.ContainersPerGPU {
+			return false
+		}
+	}
+	return true
 }
 
 // ready is asked about a servable flow the policy wants to dispatch. By

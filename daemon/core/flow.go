@@ -83,7 +83,7 @@ type flow struct {
 	swapSec    float64 // observed swap-in seconds (EWMA), 0 = unknown
 	failStreak int
 	coldAheadQ bool    // listed in Scheduler.coldAhead
-	warmNow    bool    // scratch: WarmFirst's candidate has an idle container with a free slot
+	warmNow    bool    // scratch for mqfqSticky.pick (WarmFirst, pools full): idleWithSlot
 	deficit    float64 // PolicySJF
 }
 

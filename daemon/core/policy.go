@@ -169,10 +169,12 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 	// a sort would, and usually the first minimum is served, so a decision
 	// costs one pass of at most SelectCount comparisons instead of a sort.
 	byInFlight := s.cfg.D != 1
-	warmFirst := s.cfg.Improvements.WarmFirst
+	// WarmFirst only reorders when every pool is full: otherwise no cold
+	// start displaces anyone and the paper's order stands.
+	warmFirst := s.cfg.Improvements.WarmFirst && s.poolsFull()
 	if warmFirst {
 		for _, f := range c {
-			f.warmNow = s.cheapStart(f)
+			f.warmNow = s.idleWithSlot(f)
 		}
 	}
 	var best *flow
