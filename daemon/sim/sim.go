@@ -79,6 +79,8 @@ type simEvent struct {
 	flag bool
 }
 
+// eventHeap is written out for simEvent rather than shared with the core's
+// heaps; see timerHeap in daemon/core for the measurement.
 type eventHeap []simEvent
 
 func evLess(x, y simEvent) bool {
