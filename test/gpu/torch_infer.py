@@ -8,6 +8,12 @@ the tensors' memory is managed (CU_POINTER_ATTRIBUTE_IS_MANAGED, read through
 the driver API with ctypes: the shim converts cudaMalloc to managed memory).
 
 usage: torch_infer.py [--iters N] [--batch B] [--out FILE]
+                      [--ready-file F --go-file G --seconds S]
+
+With --go-file (the concurrency probe of test/gpu/run.sh) it warms up, creates
+--ready-file, waits until --go-file exists, then runs inferences back to back
+for --seconds instead of --iters times: several copies started together then
+overlap for the whole timed window.
 """
 import argparse
 import ctypes
@@ -34,6 +40,9 @@ def main():
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out", default="")
+    ap.add_argument("--ready-file", default="")
+    ap.add_argument("--go-file", default="")
+    ap.add_argument("--seconds", type=float, default=3.0)
     a = ap.parse_args()
     try:
         import torch
@@ -70,11 +79,27 @@ def main():
         for _ in range(5):
             model(x)
         torch.cuda.synchronize()
-        for _ in range(a.iters):
-            t = time.perf_counter()
-            y = model(x)
-            torch.cuda.synchronize()
-            lat.append((time.perf_counter() - t) * 1e3)
+        if a.go_file:
+            if a.ready_file:
+                open(a.ready_file, "w").close()
+            give_up = time.monotonic() + 120
+            while not os.path.exists(a.go_file):
+                if time.monotonic() > give_up:
+                    print(json.dumps({"ok": False, "skip": "no go file within 120 s"}))
+                    return 0
+                time.sleep(0.001)
+            end = time.perf_counter() + a.seconds
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                y = model(x)
+                torch.cuda.synchronize()
+                lat.append((time.perf_counter() - t) * 1e3)
+        else:
+            for _ in range(a.iters):
+                t = time.perf_counter()
+                y = model(x)
+                torch.cuda.synchronize()
+                lat.append((time.perf_counter() - t) * 1e3)
     out = y.float().cpu().contiguous()
     digest = hashlib.sha256(out.numpy().tobytes()).hexdigest()
     if a.out:
@@ -89,7 +114,7 @@ def main():
         "median_ms": round(statistics.median(lat), 4),
         "p90_ms": round(sorted(lat)[int(0.9 * (len(lat) - 1))], 4),
         "mean_ms": round(statistics.fmean(lat), 4),
-        "iters": a.iters,
+        "iters": len(lat),
         "batch": a.batch,
         "weights_managed": is_managed(next(model.parameters()).data_ptr()),
         "input_managed": is_managed(x.data_ptr()),
