@@ -145,7 +145,7 @@ static struct pf_slot *slot_for(CUcontext ctx)
 	return s;
 }
 
-static CUresult prefetch_one(CUdeviceptr p, size_t n, int to_device, CUdevice dev, CUstream s)
+CUresult shim_prefetch(CUdeviceptr p, size_t n, int to_device, CUdevice dev, CUstream s)
 {
 	cuMemPrefetchAsync_v2_fn v2 = REAL(cuMemPrefetchAsync_v2);
 	if (v2 != NULL) {
@@ -209,7 +209,7 @@ static int32_t move_all(int to_device, uint64_t *moved)
 		for (size_t k = i; k < n; k++) {
 			if (r[k].ctx != s->ctx)
 				continue;
-			CUresult e = prefetch_one(r[k].ptr, r[k].size, to_device, dev, s->stream);
+			CUresult e = shim_prefetch(r[k].ptr, r[k].size, to_device, dev, s->stream);
 			if (e == CUDA_SUCCESS)
 				*moved += r[k].size;
 			else if (status == SLUICE_OK)

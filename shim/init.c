@@ -194,6 +194,8 @@ static void do_init(void)
 	shim_cfg.log = log != NULL && *log != '\0' && strcmp(log, "0") != 0;
 	const char *uvm = getenv("SLUICE_UVM");
 	shim_cfg.convert = !(uvm != NULL && strcmp(uvm, "0") == 0);
+	const char *populate = getenv("SLUICE_POPULATE");
+	shim_cfg.populate = !(populate != NULL && strcmp(populate, "0") == 0);
 	shim_cfg.reserve = env_u64("SLUICE_RESERVE_MB", 1536) << 20;
 	const char *watch = getenv("SLUICE_RECONNECT_WATCH");
 	shim_cfg.reconnect_watch = watch != NULL && strcmp(watch, "1") == 0;
@@ -259,6 +261,9 @@ SHIM_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVe
 	cuGetProcAddress_fn fn = REAL(cuGetProcAddress);
 	if (fn == NULL)
 		return CUDA_ERROR_NOT_FOUND;
+	/* The documented answer; a driver may not check before writing. */
+	if (symbol == NULL || pfn == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
 	CUresult r = fn(symbol, pfn, cudaVersion, flags);
 	if (r == CUDA_SUCCESS && pfn != NULL)
 		*pfn = sym_swap_proc(symbol, *pfn, cudaVersion, flags);
@@ -273,6 +278,9 @@ SHIM_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cud
 	cuGetProcAddress_v2_fn fn = REAL(cuGetProcAddress_v2);
 	if (fn == NULL)
 		return CUDA_ERROR_NOT_FOUND;
+	/* The documented answer; a driver may not check before writing. */
+	if (symbol == NULL || pfn == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
 	CUresult r = fn(symbol, pfn, cudaVersion, flags, symbolStatus);
 	if (r == CUDA_SUCCESS && pfn != NULL)
 		*pfn = sym_swap_proc(symbol, *pfn, cudaVersion, flags);

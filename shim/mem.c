@@ -590,12 +590,34 @@ static void alloc_prologue(void)
 
 /* Managed allocation, falling back to device memory where the platform has
  * no managed memory. */
+/* A device allocation is first touched by the GPU (a copy or a kernel: the
+ * program never dereferences what it asked cuMemAlloc for). Left unpopulated,
+ * managed memory would take that first touch as page faults, about 9 GB/s on
+ * an H100 (docs/BENCHMARKS.md), where device memory is written at HBM speed;
+ * one prefetch of the empty range places its pages on the GPU at once. The
+ * prefetch is a hint on the legacy stream: a failure changes nothing. Small
+ * ranges are left to fault in: the call would cost more than it saves. */
+#define POPULATE_MIN ((size_t)2 << 20)
+
+static void populate_on_gpu(CUdeviceptr p, size_t n)
+{
+	CUdevice d = 0;
+	if (!shim_cfg.populate || n < POPULATE_MIN || REAL(cuCtxGetDevice) == NULL ||
+	    REAL(cuCtxGetDevice)(&d) != CUDA_SUCCESS)
+		return;
+	CUresult r = shim_prefetch(p, n, 1, d, NULL);
+	if (r != CUDA_SUCCESS)
+		SHIM_LOG("populate %#llx (%zu bytes) on device %d: error %d", (unsigned long long)p, n,
+			 (int)d, (int)r);
+}
+
 static CUresult alloc_managed(CUdeviceptr *dp, size_t n, int kind)
 {
 	cuMemAllocManaged_fn mf = REAL(cuMemAllocManaged);
 	CUresult r = mf ? mf(dp, n, CU_MEM_ATTACH_GLOBAL) : CUDA_ERROR_NOT_SUPPORTED;
 	if (r == CUDA_SUCCESS) {
 		track(&ptrs, *dp, n, kind, current_ctx());
+		populate_on_gpu(*dp, n);
 		return r;
 	}
 	if (r != CUDA_ERROR_NOT_SUPPORTED || REAL(cuMemAlloc_v2) == NULL)

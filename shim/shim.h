@@ -85,11 +85,16 @@ extern _Atomic uint32_t shim_gate SHIM_HIDDEN;
 
 void gate_slow(CUstream s) SHIM_HIDDEN;
 
+/* Prefetch [p, p+n) to device dev (to_device) or to the host on stream s:
+ * cuMemPrefetchAsync_v2 where the driver has it, else v1. */
+CUresult shim_prefetch(CUdeviceptr p, size_t n, int to_device, CUdevice dev, CUstream s) SHIM_HIDDEN;
+
 /* --------------------------------------------------------------- init */
 
 struct shim_config {
 	int log;		/* SLUICE_LOG set */
 	int convert;		/* SLUICE_UVM != "0": turn device allocations into managed */
+	int populate;		/* SLUICE_POPULATE != "0": place new managed ranges on the GPU */
 	uint64_t reserve;	/* bytes hidden from the capacity view (SLUICE_RESERVE_MB) */
 	int reconnect_watch;	/* SLUICE_RECONNECT_WATCH=1: inotify while the daemon is away */
 	char socket[108];	/* SLUICE_SOCKET, "" if unset */

@@ -28,7 +28,7 @@ $(BUILD)/libsluice.so: $(SHIM_SRCS) $(SHIM_HDRS) $(SHIM_MAP) shim/tests/check_sy
 # tests, the real driver on a GPU host).
 SHIM_TEST_DIR := $(BUILD)/shim-tests
 SHIM_TEST_CFLAGS := $(CFLAGS_COMMON) -std=gnu11 -Ishim/include -Icgo -Ishim/tests
-SHIM_TEST_PROGS := direct nouvm kinds runtime internal dlsym_new dlsym_old capture graphmem commands async robust bench
+SHIM_TEST_PROGS := direct nouvm kinds runtime internal dlsym_new dlsym_old capture graphmem commands async capfree robust bench
 SHIM_TEST_BINS := $(addprefix $(SHIM_TEST_DIR)/,$(SHIM_TEST_PROGS))
 
 # Link-time stub only (like the toolkit's stubs/libcuda.so): every driver

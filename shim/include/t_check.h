@@ -12,15 +12,69 @@
 #ifndef SLUICE_T_CHECK_H
 #define SLUICE_T_CHECK_H
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cuda_min.h"
 
 static int t_failures;
 
+/* Where the crashing thread's last CHECK was, for the crash report below. */
+static _Thread_local volatile int t_last_line;
+static _Thread_local const char *volatile t_last_file = "(no check yet)";
+
+/* A test program that crashes (on a real driver, where a debugger may not be
+ * at hand) says after which check: async-signal-safe writes only, then the
+ * default action. */
+static size_t t_put(char *buf, size_t n, size_t cap, const char *str)
+{
+	while (*str && n < cap)
+		buf[n++] = *str++;
+	return n;
+}
+
+static size_t t_put_uint(char *buf, size_t n, size_t cap, unsigned v)
+{
+	char d[12];
+	int k = 0;
+	do
+		d[k++] = (char)('0' + v % 10);
+	while ((v /= 10) && k < 12);
+	while (k > 0 && n < cap)
+		buf[n++] = d[--k];
+	return n;
+}
+
+static void t_crash(int sig)
+{
+	char buf[256];
+	size_t cap = sizeof(buf) - 1, n = 0;
+	n = t_put(buf, n, cap, "CRASH: signal ");
+	n = t_put_uint(buf, n, cap, (unsigned)sig);
+	n = t_put(buf, n, cap, " after the check at ");
+	n = t_put(buf, n, cap, t_last_file);
+	n = t_put(buf, n, cap, ":");
+	n = t_put_uint(buf, n, cap, (unsigned)t_last_line);
+	buf[n++] = '\n';
+	if (write(2, buf, n) < 0) {
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+__attribute__((constructor, unused)) static void t_crash_handlers(void)
+{
+	signal(SIGSEGV, t_crash);
+	signal(SIGBUS, t_crash);
+	signal(SIGABRT, t_crash);
+}
+
 #define CHECK(cond, ...)                                                          \
 	do {                                                                      \
+		t_last_file = __FILE__;                                           \
+		t_last_line = __LINE__;                                           \
 		if (!(cond)) {                                                    \
 			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
 			fprintf(stderr, __VA_ARGS__);                             \

@@ -108,6 +108,31 @@ int main(void)
 	CHECK_CU(cuMemGetInfo_v2(&free3, NULL));
 	CHECK(free3 == free0, "free not restored: %zu vs %zu", free3, free0);
 
+	/* New ranges of 2 MiB or more are placed on the GPU by one prefetch
+	 * (first touch without page faults); smaller ones are left to fault
+	 * in; SLUICE_POPULATE=0 leaves every range unplaced. */
+	{
+		const char *pop = getenv("SLUICE_POPULATE");
+		int populate = !(pop != NULL && strcmp(pop, "0") == 0);
+		CUdeviceptr big = 0, small = 0;
+		CHECK_CU(cuMemAlloc_v2(&big, 4 << 20));
+		CHECK_CU(cuMemAlloc_v2(&small, 64 << 10));
+		CHECK_CU(cuCtxSynchronize());
+		int lb = -9, ls = -9;
+		CHECK_CU(cuMemRangeGetAttribute(&lb, sizeof(lb), CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION,
+						big, 4 << 20));
+		CHECK_CU(cuMemRangeGetAttribute(&ls, sizeof(ls), CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION,
+						small, 64 << 10));
+		CHECK(lb == (populate ? 0 : CU_DEVICE_INVALID), "4 MiB range last prefetched to %d (populate %d)",
+		      lb, populate);
+		CHECK(ls == CU_DEVICE_INVALID, "64 KiB range last prefetched to %d", ls);
+		if (fake && populate)
+			CHECK(FAKE.resident(big) == 4 << 20, "4 MiB range has %lld bytes on the GPU",
+			      FAKE.resident(big));
+		CHECK_CU(cuMemFree_v2(big));
+		CHECK_CU(cuMemFree_v2(small));
+	}
+
 	/* A primary-context reset (cudaDeviceReset) frees everything in it:
 	 * the shim's sweep drops it all. */
 	CUdeviceptr r1 = 0, r2 = 0;

@@ -58,6 +58,8 @@ if [ $REALDRV = 0 ]; then
 	run reserve-clamp env LD_PRELOAD="$SHIM" FAKECUDA_DEVICE_FILE="$TMP/emugpu-reserve2" FAKECUDA_CAPACITY=$cap \
 		SLUICE_RESERVE_MB=4000 SLUICE_TEST_EXPECT_TOTAL=$((cap - cap / 4)) "$T/direct"
 fi
+# New ranges left unplaced (first touch faults them in).
+run direct-nopopulate env LD_PRELOAD="$SHIM" SLUICE_POPULATE=0 "$T/direct"
 # No conversion: by request, and (fake only) where the device lacks
 # concurrent managed access.
 run nouvm-env env LD_PRELOAD="$SHIM" SLUICE_UVM=0 "$T/nouvm"
@@ -68,6 +70,18 @@ if [ $REALDRV = 0 ]; then
 	run async-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/async"
 	# ... and its resolution: the 12.8 batched-copy ABI, no _v2 yet.
 	run runtime-12 env LD_PRELOAD="$SHIM" FAKECUDA_DRIVER_VERSION=12080 "$T/runtime"
+fi
+# A free captured into a graph: the shim's answer must be the driver's own.
+if "$T/capfree" >"$TMP/capfree-ref.out" 2>&1 && LD_PRELOAD="$SHIM" "$T/capfree" >"$TMP/capfree.out" 2>&1; then
+	ref=$(grep '^capfree free=' "$TMP/capfree-ref.out")
+	got=$(grep '^capfree free=' "$TMP/capfree.out")
+	if [ -n "$ref" ] && [ "$ref" = "$got" ]; then
+		echo "$got (same as the driver alone)"
+	else
+		echo "FAIL capfree: with the shim \"$got\", driver alone \"$ref\""; fail=1
+	fi
+else
+	echo "FAIL capfree:"; sed 's/^/    /' "$TMP/capfree-ref.out" "$TMP/capfree.out" 2>/dev/null; fail=1
 fi
 # dlsym_old really references the pre-2.34 binding.
 if ! objdump -T "$T/dlsym_old" | grep -q 'GLIBC_2.2.5.* dlsym$'; then

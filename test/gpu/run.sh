@@ -139,8 +139,11 @@ record memory $([ $CAP_MB -gt 0 ] && echo pass || echo fail) 0 \
 PTXAS=$(command -v ptxas || ls /usr/local/cuda/bin/ptxas 2>/dev/null | head -n 1)
 if [ -n "$PTXAS" ] && [ -x "$GM" ]; then
 	s=$(date +%s)
-	if "$GM" --ptx >"$TMP/gm.ptx" && "$PTXAS" -arch=sm_52 "$TMP/gm.ptx" -o "$TMP/gm.cubin" >"$TMP/ptxas.out" 2>&1; then
-		record ptxas pass $(($(date +%s) - s)) "$("$PTXAS" --version | tail -n 1)"
+	# the GPU's own architecture (CUDA 13's ptxas starts at sm_75)
+	ARCH=sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')
+	case "$ARCH" in sm_[0-9][0-9] | sm_[0-9][0-9][0-9]) ;; *) ARCH=sm_75 ;; esac
+	if "$GM" --ptx >"$TMP/gm.ptx" && "$PTXAS" -arch="$ARCH" "$TMP/gm.ptx" -o "$TMP/gm.cubin" >"$TMP/ptxas.out" 2>&1; then
+		record ptxas pass $(($(date +%s) - s)) "$ARCH, $("$PTXAS" --version | tail -n 1)"
 	else
 		cat "$TMP/ptxas.out"
 		record ptxas fail $(($(date +%s) - s)) "$(head -n 5 "$TMP/ptxas.out" | tr '\n' ' ')"
