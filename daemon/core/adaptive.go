@@ -1,7 +1,7 @@
 package core
 
 // Improvements.AdaptiveD: each GPU's concurrency limit follows measured
-// throughput instead of staying at Config.D.
+// throughput between Config.D and Config.DMax instead of staying at D.
 
 // adaptMinSamples is how many slowdown samples a concurrency level needs
 // before the limit moves on its evidence.
@@ -45,7 +45,7 @@ func (s *Scheduler) adaptD(g *gpu, f *flow, conc, sec float64) {
 	switch {
 	case l < s.cfg.DMax && (g.slowN[l+1] < adaptMinSamples || th(l+1) > adaptGain*th(l)):
 		g.lim++
-	case l > 1 && g.slowN[l-1] >= adaptMinSamples && th(l-1) > th(l):
+	case l > s.cfg.D && g.slowN[l-1] >= adaptMinSamples && th(l-1) > th(l):
 		g.lim--
 	}
 }

@@ -213,34 +213,39 @@ func BenchmarkAllPolicies(b *testing.B) {
 // D = 2 when the model's slowdown curve makes 3 at a time give more
 // throughput (default curve: 3 / 1.64 > 2 / 1.27), and ends back at 2 when
 // a steeper curve makes 3 at a time give less (slowdown6 = 8: s(3) = 2.03,
-// 3 / 2.03 < 2 / 1.27).
+// 3 / 2.03 < 2 / 1.27). On the curve measured on an H100 (time-sliced
+// GPU-bound processes: s(2) = 2.17, one at a time gives the most compute
+// throughput) it never goes below D = 2.
 func TestAdaptiveD(t *testing.T) {
 	w, err := workload.Default(workload.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		slowdown6   float64
-		wantMaxOver bool // the limit rose above 2 at some point
-		wantFinal   int
-	}{{3.0, true, 0}, {8.0, false, 2}} {
+		slowdown2, slowdown6 float64
+		wantMaxOver          bool // the limit rose above 2 at some point
+		wantFinal            int
+	}{{1.27, 3.0, true, 0}, {1.27, 8.0, false, 2}, {2.17, 6.52, false, 2}} {
 		m := DefaultGPUModel()
-		m.Slowdown6 = tc.slowdown6
-		hi, final := 0, 0
+		m.Slowdown2, m.Slowdown6 = tc.slowdown2, tc.slowdown6
+		hi, final, lo := 0, 0, 1<<30
 		cfg := core.Config{Policy: core.PolicySluice, ImprovementsSet: true,
 			Improvements: core.Improvements{MemoryAware: true, Retag: true, WaitForBusy: true, AdaptiveD: true}}
 		_, err := Run(context.Background(), w, Options{Model: m, Core: cfg, Observe: func(_ core.Time, s *core.Scheduler) {
 			final = s.Status().GPUs[0].SlotLimit
-			hi = max(hi, final)
+			hi, lo = max(hi, final), min(lo, final)
 		}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		if lo < 2 {
+			t.Errorf("curve s(2) %g s(6) %g: limit fell to %d, below D = 2", tc.slowdown2, tc.slowdown6, lo)
+		}
 		if tc.wantMaxOver && hi <= 2 {
-			t.Errorf("slowdown6 %g: limit never rose above 2", tc.slowdown6)
+			t.Errorf("curve s(2) %g s(6) %g: limit never rose above 2", tc.slowdown2, tc.slowdown6)
 		}
 		if tc.wantFinal != 0 && final != tc.wantFinal {
-			t.Errorf("slowdown6 %g: final limit %d, want %d (highest %d)", tc.slowdown6, final, tc.wantFinal, hi)
+			t.Errorf("curve s(2) %g s(6) %g: final limit %d, want %d (highest %d)", tc.slowdown2, tc.slowdown6, final, tc.wantFinal, hi)
 		}
 	}
 }

@@ -126,13 +126,15 @@ table(SEEDHEAD, seedrows(acc))
 print("## Seeds 11-20 (default functions, D = 2; used to check candidate sets, not a clean hold-out)\n")
 table(SEEDHEAD, seedrows(seeds("heldout", "mqfq-sticky,mqfq-sticky:hold-cold,sluice," + NOAD, seeds=range(11, 21))))
 
-print("## Slowdown-curve sensitivity (seeds 1-10 avg; s(3) from the fitted curve through s(2) = 1.27 and s(6))\n")
+print("## Slowdown-curve sensitivity (seeds 1-10 avg; s(3) from the fitted curve through s(2) and s(6); "
+      "the last curve was measured on an H100: k GPU-bound processes time-sliced, docs/BENCHMARKS.md)\n")
 rows = []
-for s6 in ("3.0", "6", "8"):
-    for d in (2, 3):
-        acc = seeds(f"curve{s6}-d{d}", "fcfs,batch,mqfq-sticky,sluice," + NOAD, "--slowdown6", s6, "--d", str(d))
-        rows.append([s6, d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice", NOAD)])
-table(["s(6)", "D", "fcfs", "batch", "mqfq-sticky", "sluice", NOAD], rows)
+for s2, s6, ds in (("1.27", "3.0", (2, 3)), ("1.27", "6", (2, 3)), ("1.27", "8", (2, 3)), ("2.17", "6.52", (1, 2, 3))):
+    for d in ds:
+        acc = seeds(f"curve{s2}-{s6}-d{d}", "fcfs,batch,mqfq-sticky,sluice," + NOAD,
+                    "--slowdown2", s2, "--slowdown6", s6, "--d", str(d))
+        rows.append([s2, s6, d] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("fcfs", "batch", "mqfq-sticky", "sluice", NOAD)])
+table(["s(2)", "s(6)", "D", "fcfs", "batch", "mqfq-sticky", "sluice", NOAD], rows)
 
 print("## Load sweep (default workload functions, seeds 1-10)\n")
 rows = []
