@@ -283,6 +283,19 @@ type matmulArgs struct {
 // MB buffer, each with cuMemAlloc_v2.
 func (a matmulArgs) bytes() uint64 { return uint64(3*a.N*a.N*4) + uint64(a.MB)<<20 }
 
+// populated is the bytes the shim prefetches to the GPU when one invocation
+// allocates: each converted range of 2 MiB or more is placed there at once
+// (SLUICE_POPULATE, docs/SHIM.md).
+func (a matmulArgs) populated() uint64 {
+	var n uint64
+	for _, b := range []uint64{uint64(a.N * a.N * 4), uint64(a.N * a.N * 4), uint64(a.N * a.N * 4), uint64(a.MB) << 20} {
+		if b >= 2<<20 {
+			n += b
+		}
+	}
+	return n
+}
+
 // htod and dtoh are the bytes one invocation copies: A and B in; C and the
 // probed tail of the buffer (at most 4096 floats) out.
 func (a matmulArgs) htod() uint64 { return uint64(2 * a.N * a.N * 4) }
