@@ -464,3 +464,60 @@ func TestColdAheadSparesActiveContainers(t *testing.T) {
 		t.Fatalf("after b turned Inactive: a started %v, b's container stopped %v; actions %v", started, stopped, rd.Actions)
 	}
 }
+
+// TestShareSlots: with ShareSlots a flow that holds a slot does not take the
+// GPU's last free slot for its next queued invocation, although it has an
+// idle container; another flow's invocation does, and the first flow's next
+// invocation runs once a slot of its own frees. Without it the first flow
+// takes both slots. A request that went through a cold start is not held
+// back (invocations 1 and 2).
+func TestShareSlots(t *testing.T) {
+	for _, share := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 2,
+			Improvements: Improvements{ShareSlots: share, NoColdAhead: true}, ImprovementsSet: true})
+		mustStep(t, s, 0, Register(0, "a", 0, 0))
+		mustStep(t, s, 0, Register(1, "b", 0, 0))
+		var ca []CtrID
+		for inv := InvID(1); inv <= 2; inv++ {
+			for _, a := range mustStep(t, s, 0, Arrived(inv, 0)).Actions {
+				if a.Kind == ActStartContainer {
+					ca = append(ca, a.Ctr)
+				}
+			}
+		}
+		if len(ca) != 2 {
+			t.Fatalf("share=%v: a started %d containers, want 2", share, len(ca))
+		}
+		dispatched := func(acts []Action, inv InvID) bool {
+			for _, a := range acts {
+				if a.Kind == ActDispatch && a.Inv == inv {
+					return true
+				}
+			}
+			return false
+		}
+		if !dispatched(mustStep(t, s, 2, ContainerReady(ca[0])).Actions, 1) ||
+			!dispatched(mustStep(t, s, 2, ContainerReady(ca[1])).Actions, 2) {
+			t.Fatalf("share=%v: invocations 1 and 2 not both dispatched after their cold starts", share)
+		}
+		mustStep(t, s, 3, Completed(1, time.Second, 0))
+		mustStep(t, s, 3, Completed(2, time.Second, 0)) // a: two idle containers
+		if !dispatched(mustStep(t, s, 4, Arrived(3, 0)).Actions, 3) {
+			t.Fatalf("share=%v: invocation 3 not dispatched to an idle container", share)
+		}
+		second := dispatched(mustStep(t, s, 4, Arrived(4, 0)).Actions, 4)
+		if second == share {
+			t.Fatalf("share=%v: a's invocation 4 took the last slot: %v", share, second)
+		}
+		if !share {
+			continue
+		}
+		cb := mustStep(t, s, 4.5, Arrived(5, 1)).Actions[0].Ctr
+		if !dispatched(mustStep(t, s, 6, ContainerReady(cb)).Actions, 5) {
+			t.Fatalf("b's invocation did not get the free slot")
+		}
+		if !dispatched(mustStep(t, s, 6.5, Completed(3, time.Second, 0)).Actions, 4) {
+			t.Fatalf("a's invocation 4 not dispatched after its invocation 3 completed")
+		}
+	}
+}

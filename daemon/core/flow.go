@@ -186,3 +186,14 @@ func (g *gpu) addRunning(now Time, d int) {
 	g.areaAt = now
 	g.running += d
 }
+
+// holdsSlot reports whether one of f's containers holds a D slot (runs, or
+// is bound to a request and has taken its slot).
+func (f *flow) holdsSlot() bool {
+	for _, c := range f.ctrs {
+		if c.token {
+			return true
+		}
+	}
+	return false
+}

@@ -177,6 +177,7 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 			f.warmNow = s.idleWithSlot(f)
 		}
 	}
+	share := s.cfg.Improvements.ShareSlots
 	var best *flow
 	for rest := c; len(rest) > 0; {
 		bi := 0
@@ -191,7 +192,7 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 				bi = i
 			}
 		}
-		if f := rest[bi]; s.servable(f) && s.ready(f) {
+		if f := rest[bi]; s.servable(f) && !(share && s.idleWithSlot(f) && s.shareBlocks(f)) && s.ready(f) {
 			best = f
 			break
 		}
@@ -203,6 +204,24 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 	s.cands = c[:0]
 	return best, 1
 }
+
+// shareBlocks reports whether ShareSlots keeps f off the free slots now: f
+// already holds a slot, and every GPU with a free slot has only that one
+// left (of a limit of at least 2). Only called for flows that would take a
+// slot now (a cold start takes none until its container is up).
+func (s *Scheduler) shareBlocks(f *flow) bool {
+	if !s.cfg.Improvements.ShareSlots || !f.holdsSlot() {
+		return false
+	}
+	for _, g := range s.gpus {
+		if s.slotFree(g) && (g.lim < 2 || g.lim-g.used > 1) {
+			return false
+		}
+	}
+	return true
+}
+
+var shareMinTau = 100.0
 
 // stickyBefore orders candidates: fewest in flight (if byInFlight), longest
 // queue, then lowest start tag and id (the order they were found in).

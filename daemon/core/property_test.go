@@ -147,6 +147,18 @@ func TestPropertyWorkConservation(t *testing.T) {
 // (mirrors ready without its side effects).
 func (s *Scheduler) blockedBySluice(f *flow) bool {
 	imp := s.cfg.Improvements
+	if imp.ShareSlots && f.holdsSlot() && s.idleWithSlot(f) {
+		// it may not take a GPU's last free slot (of a limit of 2 or more)
+		last := true
+		for _, g := range s.gpus {
+			if g.used < g.lim && (g.lim < 2 || g.lim-g.used >= 2) {
+				last = false
+			}
+		}
+		if last {
+			return true
+		}
+	}
 	idle, movingIn := false, false
 	for _, c := range f.ctrs {
 		if c.state == ctrIdle && s.slotFree(c.g) {
