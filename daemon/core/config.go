@@ -108,6 +108,13 @@ type Improvements struct {
 	// container; within each group the paper's order holds. With pool room
 	// every candidate counts as cheap and the order is the paper's.
 	WarmFirst bool
+	// ColdT: when backlogged flows outnumber the warm pool's slots (every
+	// GPU's ContainersPerGPU), raise T to at least 30 x the expected cost
+	// of a switch (observed mean cold start x (n-p)/n for n backlogged
+	// flows and p slots), so a flow holding a warm container runs longer
+	// before fairness makes the GPU switch to one that needs a cold start.
+	// With pool room it changes nothing.
+	ColdT bool
 	// ShareSlots: a flow that already holds a D slot may not take a GPU's
 	// last free slot for another invocation in an idle container; the slot
 	// stays for another flow's work (this flow's next invocation runs when
@@ -123,7 +130,7 @@ type Improvements struct {
 // SluiceImprovements returns the improvements PolicySluice turns on by
 // default.
 func SluiceImprovements() Improvements {
-	return Improvements{ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
+	return Improvements{ColdT: true, ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
 }
 
 // Config configures a Scheduler. Zero fields take the default named in their

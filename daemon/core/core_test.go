@@ -521,3 +521,26 @@ func TestShareSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestColdT: with more backlogged flows than warm-pool slots, ColdT raises
+// T to 30 expected switch costs (observed cold start 2 s x (2-1)/2 = 1 s);
+// with pool room, or without ColdT, T stays as configured.
+func TestColdT(t *testing.T) {
+	for _, tc := range []struct {
+		coldT bool
+		pool  int
+		want  float64
+	}{{false, 1, 5}, {true, 1, 30}, {true, 2, 5}} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1, ContainersPerGPU: tc.pool, T: 5 * time.Second,
+			Improvements: Improvements{ColdT: tc.coldT, NoColdAhead: true}, ImprovementsSet: true})
+		mustStep(t, s, 0, Register(0, "a", 0, 0))
+		mustStep(t, s, 0, Register(1, "b", 0, 0))
+		ca := mustStep(t, s, 0, Arrived(1, 0)).Actions[0].Ctr
+		mustStep(t, s, 2, ContainerReady(ca)) // a 2 s cold start; invocation 1 runs
+		mustStep(t, s, 2.1, Arrived(2, 1))
+		mustStep(t, s, 2.2, Arrived(3, 0)) // a and b backlogged
+		if got := s.Status().Throttle; math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("ColdT %v, pool %d: T = %g, want %g", tc.coldT, tc.pool, got, tc.want)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type Scheduler struct {
 	heaps   [nHeaps]flowHeap
 	tauSum  float64 // sum of tau over backlogged flows (ScaleT)
 	tau2Sum float64 // sum of tau squared over backlogged flows
+	coldAvg float64 // EWMA of observed cold starts, seconds (0 = none yet)
 	timers  timerHeap
 
 	out     []Action
@@ -309,6 +310,11 @@ func (s *Scheduler) containerReady(id CtrID) error {
 	} else {
 		f.coldSec = 0.7*f.coldSec + 0.3*d
 	}
+	if d := s.now.Sub(c.startedAt).Seconds(); s.coldAvg == 0 {
+		s.coldAvg = d
+	} else {
+		s.coldAvg = 0.9*s.coldAvg + 0.1*d
+	}
 	c.lastUsed = s.now
 	c.landed = c.resident && c.moving == 0
 	if c.bound {
@@ -414,6 +420,10 @@ func (s *Scheduler) monitor(gi int, util float64, act []CtrActivity) error {
 
 // ---- flows: tags, virtual time, states ----
 
+// coldTWindow is how many expected switch costs Improvements.ColdT lets a
+// flow run ahead of V (10, 30 and 100 measured: docs/EVALUATION.md).
+const coldTWindow = 30
+
 // throttle returns the current throttle threshold in virtual seconds.
 func (s *Scheduler) throttle() float64 {
 	if !s.pol.throttles() || s.cfg.T < 0 {
@@ -425,6 +435,15 @@ func (s *Scheduler) throttle() float64 {
 		// request a typical unit of backlogged work belongs to.
 		if s.heaps[hBacklog].len() > 0 && s.tauSum > 0 {
 			t = math.Max(t/10, s.cfg.TScale*s.tau2Sum/s.tauSum)
+		}
+	}
+	if s.cfg.Improvements.ColdT {
+		// More backlogged flows than warm-pool slots: a switch to another
+		// flow costs a cold start with probability about (n-p)/n. Let a
+		// flow run coldTWindow such switch costs ahead of V, so each cold
+		// start is amortized over a run many times its length.
+		if n, p := s.heaps[hBacklog].len(), s.cfg.ContainersPerGPU*len(s.gpus); n > p {
+			t = math.Max(t, coldTWindow*s.coldAvg*float64(n-p)/float64(n))
 		}
 	}
 	return t

@@ -117,7 +117,7 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,"
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,"
       "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
       "sluice:+adaptived,sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy")
 acc = seeds("ablation", ab)
@@ -189,7 +189,7 @@ table(["arrivals", "seeds", "fcfs", "batch", "mqfq-sticky", "sluice", "variance 
 
 print("## Warm pool size (containers per GPU; seeds 1-10, D = 2; mean latency s / cold-start %)\n")
 rows = []
-POOLPOL = ("fcfs", "batch", "mqfq-sticky", "sluice", "sluice:-warmfirst")
+POOLPOL = ("fcfs", "batch", "mqfq-sticky", "sluice", "sluice:-warmfirst", "sluice:-coldt")
 for n in (1, 2, 4, 8, 16, 32, 64):
     acc = seeds(f"pool{n}", ",".join(POOLPOL), "--containers", str(n))
     rows.append([n] + [f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} / {mean([r['cold_start_pct'] for r in acc[p]]):.1f}"
