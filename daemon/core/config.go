@@ -108,6 +108,16 @@ type Improvements struct {
 	// container; within each group the paper's order holds. With pool room
 	// every candidate counts as cheap and the order is the paper's.
 	WarmFirst bool
+	// ResponseRatio: among MQFQ-Sticky's candidates (all within T of V, so
+	// the fairness bound stands), after fewest in flight, serve the flow
+	// whose head request has the highest response ratio (waited + tau) /
+	// tau instead of the one with the longest queue. The paper's order
+	// favours bursty flows: a sparse flow's single request waits behind a
+	// burst of short ones for up to T of their service, a slowdown of
+	// hundreds for a function of a few milliseconds. Highest response
+	// ratio next evens out slowdowns, the quantity Jain's index is taken
+	// over.
+	ResponseRatio bool
 	// ColdT: when backlogged flows outnumber the warm pool's slots (every
 	// GPU's ContainersPerGPU), raise T to at least 30 x the expected cost
 	// of a switch (observed mean cold start x (n-p)/n for n backlogged
@@ -130,7 +140,7 @@ type Improvements struct {
 // SluiceImprovements returns the improvements PolicySluice turns on by
 // default.
 func SluiceImprovements() Improvements {
-	return Improvements{ColdT: true, ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
+	return Improvements{ResponseRatio: true, ColdT: true, ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
 }
 
 // Config configures a Scheduler. Zero fields take the default named in their

@@ -544,3 +544,40 @@ func TestColdT(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseRatio: when a slot frees, MQFQ-Sticky serves the longest
+// queue (a's burst of three 1 s requests); with ResponseRatio the sparse
+// flow b, whose 10 ms request has waited 1 s (ratio 101 against a's 1.5),
+// goes first.
+func TestResponseRatio(t *testing.T) {
+	for _, ratio := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1, T: 100 * time.Second,
+			Improvements: Improvements{ResponseRatio: ratio, NoColdAhead: true}, ImprovementsSet: true})
+		mustStep(t, s, 0, Register(0, "a", 0, 0))
+		mustStep(t, s, 0, Register(1, "b", 0, 0))
+		ca := mustStep(t, s, 0, Arrived(1, 0)).Actions[0].Ctr
+		mustStep(t, s, 1, ContainerReady(ca))
+		mustStep(t, s, 2, Completed(1, time.Second, 0))
+		cb := mustStep(t, s, 2, Arrived(2, 1)).Actions[0].Ctr
+		mustStep(t, s, 3, ContainerReady(cb))
+		mustStep(t, s, 3.01, Completed(2, 10*time.Millisecond, 0))
+		mustStep(t, s, 4, Arrived(3, 0)) // a runs; the slot is taken
+		mustStep(t, s, 4.5, Arrived(4, 1))
+		for inv := InvID(5); inv <= 7; inv++ {
+			mustStep(t, s, 5, Arrived(inv, 0))
+		}
+		var first InvID
+		for _, a := range mustStep(t, s, 5.5, Completed(3, time.Second, 0)).Actions {
+			if a.Kind == ActDispatch && first == 0 {
+				first = a.Inv
+			}
+		}
+		want := InvID(5)
+		if ratio {
+			want = 4
+		}
+		if first != want {
+			t.Fatalf("ratio=%v: first dispatch %d, want %d", ratio, first, want)
+		}
+	}
+}

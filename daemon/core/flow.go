@@ -84,6 +84,7 @@ type flow struct {
 	failStreak int
 	coldAheadQ bool    // listed in Scheduler.coldAhead
 	warmNow    bool    // scratch for mqfqSticky.pick (WarmFirst, pools full): idleWithSlot
+	rr         float64 // scratch for mqfqSticky.pick (ResponseRatio): responseRatio
 	deficit    float64 // PolicySJF
 }
 

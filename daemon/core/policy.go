@@ -178,12 +178,24 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 		}
 	}
 	share := s.cfg.Improvements.ShareSlots
+	ratio := s.cfg.Improvements.ResponseRatio
+	if ratio {
+		for _, f := range c {
+			f.rr = s.responseRatio(f)
+		}
+	}
 	var best *flow
 	for rest := c; len(rest) > 0; {
 		bi := 0
 		for i := 1; i < len(rest); i++ {
 			if warmFirst && rest[i].warmNow != rest[bi].warmNow {
 				if rest[i].warmNow {
+					bi = i
+				}
+				continue
+			}
+			if ratio {
+				if ratioBefore(rest[i], rest[bi], byInFlight) {
 					bi = i
 				}
 				continue
@@ -222,6 +234,27 @@ func (s *Scheduler) shareBlocks(f *flow) bool {
 }
 
 var shareMinTau = 100.0
+
+// responseRatio is f's head request's response ratio if it ran now:
+// (time waited + GPU time) / GPU time, with f's GPU-time estimate (its
+// T/10 prior until measured).
+func (s *Scheduler) responseRatio(f *flow) float64 {
+	tau := max(f.tau, 1e-3)
+	return (s.now.Sub(f.q.at(0).arrival).Seconds() + tau) / tau
+}
+
+// ratioBefore orders candidates for Improvements.ResponseRatio: fewest in
+// flight (if byInFlight), then the highest response ratio, then as
+// stickyBefore.
+func ratioBefore(a, b *flow, byInFlight bool) bool {
+	if byInFlight && a.inFlight != b.inFlight {
+		return a.inFlight < b.inFlight
+	}
+	if a.rr != b.rr {
+		return a.rr > b.rr
+	}
+	return stickyBefore(a, b, false)
+}
 
 // stickyBefore orders candidates: fewest in flight (if byInFlight), longest
 // queue, then lowest start tag and id (the order they were found in).

@@ -117,7 +117,7 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,"
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,sluice:-ratio,"
       "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
       "sluice:+adaptived,sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy")
 acc = seeds("ablation", ab)
