@@ -149,8 +149,10 @@ func (mqfq) sticky() bool             { return false }
 
 // mqfqSticky is the paper's policy: among the (at most SelectCount) Active
 // flows with the lowest start tags, prefer fewest in flight (when D > 1),
-// then the longest queue; the first of them that can be served now runs. Flows stay Active for a TTL after emptying.
-// PolicySluice is the same choice with Config.Improvements applied
+// then the longest queue; the first of them that can be served now runs.
+// Flows stay Active for a TTL after emptying. PolicySluice draws the same
+// candidates; of its Config.Improvements, WarmFirst and ResponseRatio
+// change their order here and ShareSlots may pass one over, the rest act
 // elsewhere (slots, memory, TTL, T).
 type mqfqSticky struct{}
 
@@ -219,10 +221,10 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 
 // shareBlocks reports whether ShareSlots keeps f off the free slots now: f
 // already holds a slot, and every GPU with a free slot has only that one
-// left (of a limit of at least 2). Only called for flows that would take a
+// left (of a limit of at least 2). Only asked for flows that would take a
 // slot now (a cold start takes none until its container is up).
 func (s *Scheduler) shareBlocks(f *flow) bool {
-	if !s.cfg.Improvements.ShareSlots || !f.holdsSlot() {
+	if !f.holdsSlot() {
 		return false
 	}
 	for _, g := range s.gpus {
@@ -232,8 +234,6 @@ func (s *Scheduler) shareBlocks(f *flow) bool {
 	}
 	return true
 }
-
-var shareMinTau = 100.0
 
 // responseRatio is f's head request's response ratio if it ran now:
 // (time waited + GPU time) / GPU time, with f's GPU-time estimate (its
