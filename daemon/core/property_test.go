@@ -205,8 +205,9 @@ func TestPropertyFairnessBound(t *testing.T) {
 			continue
 		}
 		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
-			cfg.ImprovementsSet = true // ScaleT makes T vary; check the rest
-			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true, AdaptiveD: true}
+			cfg.ImprovementsSet = true // ScaleT and ColdT make T vary; check the rest
+			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true, AdaptiveD: true,
+				ShareSlots: true, ResponseRatio: true, WarmFirst: true}
 		}
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
