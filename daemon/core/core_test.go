@@ -581,3 +581,36 @@ func TestResponseRatio(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyCountsTimeOnGPU: an invocation dispatched to a container
+// whose memory is still moving in counts towards its GPU's concurrency only
+// once the memory has landed (AdaptiveD must not take a slot spent waiting
+// for memory for sharing), and stops counting when it completes.
+func TestConcurrencyCountsTimeOnGPU(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicySluice, D: 2, TTL: 1, TTLSet: true,
+		Improvements: Improvements{AdaptiveD: true, MemoryAware: true, NoColdAhead: true}, ImprovementsSet: true})
+	g := s.gpus[0]
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	c := mustStep(t, s, 0, Arrived(1, 0)).Actions[0].Ctr
+	mustStep(t, s, 2, ContainerReady(c))
+	if g.running != 1 {
+		t.Fatalf("a resident container's run: running %d, want 1", g.running)
+	}
+	mustStep(t, s, 3, Completed(1, time.Second, 0)) // a turns idle: its memory is evicted
+	mustStep(t, s, 3.3, MemoryMoved(c, false))
+	var prefetch bool
+	for _, a := range mustStep(t, s, 10, Arrived(2, 0)).Actions {
+		prefetch = prefetch || a.Kind == ActPrefetch
+	}
+	if !prefetch || g.running != 0 {
+		t.Fatalf("dispatch with memory moving in: prefetch %v, running %d, want a prefetch and 0", prefetch, g.running)
+	}
+	mustStep(t, s, 10.25, MemoryMoved(c, true))
+	if g.running != 1 {
+		t.Fatalf("after the memory landed: running %d, want 1", g.running)
+	}
+	mustStep(t, s, 11.25, Completed(2, time.Second, 0))
+	if g.running != 0 {
+		t.Fatalf("after completion: running %d, want 0", g.running)
+	}
+}

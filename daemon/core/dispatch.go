@@ -244,15 +244,26 @@ func (s *Scheduler) serve(f *flow, batch int) {
 	s.run(c, r)
 }
 
+// onGPU counts c's invocation as running on its GPU from now: when it is
+// dispatched, or, if its memory is still moving in, when it has landed
+// (memoryMoved). AdaptiveD's concurrency is the mean of this count over an
+// invocation's time on the GPU, so a slot spent waiting for memory is not
+// taken for sharing: GPU time is measured from the kernel start as well.
+func (s *Scheduler) onGPU(c *container) {
+	c.g.addRunning(s.now, 1)
+	c.runArea, c.runAt, c.onGPU = c.g.area, s.now, true
+}
+
 // run starts request r on container c, which holds a D slot.
 func (s *Scheduler) run(c *container, r request) {
 	c.state = ctrBusy
 	c.cur = r.inv
-	c.g.addRunning(s.now, 1)
-	c.runArea, c.runAt = c.g.area, s.now
 	c.lastUsed = s.now
 	s.live[r.inv] = c
 	s.prefetch(c, true)
+	if c.moving == 0 {
+		s.onGPU(c)
+	}
 	s.emit(Action{Kind: ActDispatch, Inv: r.inv, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx, Cold: c.fresh})
 	c.fresh = false
 }

@@ -150,10 +150,12 @@ type container struct {
 	batchLeft int
 	token     bool
 	// runArea and runAt: the GPU's running-invocation area and the time
-	// when the current invocation was dispatched (Improvements.AdaptiveD
-	// attributes its slowdown to the mean concurrency over its run).
+	// when the current invocation started on the GPU (dispatch, or its
+	// memory landing; Improvements.AdaptiveD attributes its slowdown to the
+	// mean concurrency over that time).
 	runArea float64
 	runAt   Time
+	onGPU   bool // its invocation counts in the GPU's running area
 }
 
 // gpu is one device: its D slots and memory.

@@ -247,10 +247,15 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 	sample := gpuTime.Seconds()
 	g.addRunning(s.now, 0)
 	conc := float64(g.running)
-	if dt := s.now.Sub(c.runAt).Seconds(); dt > 0 {
+	if !c.onGPU {
+		conc = float64(g.running + 1)
+	} else if dt := s.now.Sub(c.runAt).Seconds(); dt > 0 {
 		conc = (g.area - c.runArea) / dt
 	}
-	g.addRunning(s.now, -1)
+	if c.onGPU {
+		g.addRunning(s.now, -1)
+		c.onGPU = false
+	}
 	if s.cfg.Improvements.AdaptiveD {
 		s.adaptD(g, f, conc, sample)
 	}
@@ -381,6 +386,9 @@ func (s *Scheduler) memoryMoved(id CtrID, resident bool) error {
 	}
 	c.moving--
 	c.landed = c.resident && c.moving == 0
+	if c.moving == 0 && c.state == ctrBusy && !c.bound && !c.onGPU {
+		s.onGPU(c)
+	}
 	if c.ahead && resident {
 		c.ahead = false
 		c.g.ahead--
