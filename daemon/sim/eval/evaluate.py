@@ -126,6 +126,18 @@ table(SEEDHEAD, seedrows(acc))
 print("## Seeds 11-20 (default functions, D = 2; used to check candidate sets, not a clean hold-out)\n")
 table(SEEDHEAD, seedrows(seeds("heldout", "mqfq-sticky,mqfq-sticky:hold-cold,sluice," + NOAD, seeds=range(11, 21))))
 
+print("## Hold-out seeds 201-300 (default functions, D = 2; first run after every default was fixed)\n")
+acc = seeds("holdout", "mqfq-sticky,sluice", seeds=range(201, 301))
+m, sl = acc["mqfq-sticky"], acc["sluice"]
+rows = []
+for p, rs in (("mqfq-sticky", m), ("sluice", sl)):
+    rows.append([p, f2(mean([r["mean_latency_s"] for r in rs])), f2(median([r["mean_latency_s"] for r in rs])),
+                 f"{mean([r['interfunction_variance'] for r in rs]):.1f}", f"{mean([r['jain_fairness'] for r in rs]):.3f}"])
+table(["policy", "mean s (avg)", "mean s (median)", "fn variance s²", "Jain"], rows)
+print(f"sluice at least 25% below mqfq-sticky on {sum(b['mean_latency_s'] <= 0.75 * a['mean_latency_s'] for a, b in zip(m, sl))} "
+      f"of {len(sl)} seeds; variance lower on {sum(b['interfunction_variance'] < a['interfunction_variance'] for a, b in zip(m, sl))}; "
+      f"Jain at least mqfq-sticky's on {sum(b['jain_fairness'] >= a['jain_fairness'] for a, b in zip(m, sl))}.\n")
+
 print("## Slowdown-curve sensitivity (seeds 1-10 avg; s(3) from the fitted curve through s(2) and s(6); "
       "the last curve was measured on an H100: k GPU-bound processes time-sliced, docs/BENCHMARKS.md)\n")
 rows = []
