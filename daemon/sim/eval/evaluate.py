@@ -116,6 +116,18 @@ for ttl, label in (("0", "none (0)"), ("0.1", "0.1 s"), ("0.5", "0.5 s"), ("2", 
     rows.append([label] + [f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("mqfq-sticky", "sluice")])
 table(["TTL", "mqfq-sticky", "sluice"], rows)
 
+print("## TTL by load (mqfq-sticky / sluice mean latency s; seeds 1-10 averaged)\n")
+rows = []
+TTLS = (("0", "none"), ("0.5", "0.5 s"), ("-1.5", "1.5 x IAT"), ("-3", "3 x IAT"), ("-6", "6 x IAT"))
+for u in ("0.3", "0.5", "0.7"):
+    row = [u]
+    for ttl, _ in TTLS:
+        acc = seeds(f"ttl{ttl}" if u == "0.7" else f"ttlu{u}-{ttl}", "mqfq-sticky,sluice", f"--ttl={ttl}",
+                    *(() if u == "0.7" else ("--target-util", u)))
+        row.append(" / ".join(f2(mean([r["mean_latency_s"] for r in acc[p]])) for p in ("mqfq-sticky", "sluice")))
+    rows.append(row)
+table(["offered util"] + [label for _, label in TTLS], rows)
+
 print("## Ablation (seeds 1-10, D = 2)\n")
 ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,sluice:-ratio,"
       "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
