@@ -588,15 +588,17 @@ static void alloc_prologue(void)
 	mem_reap_deferred();
 }
 
-/* Managed allocation, falling back to device memory where the platform has
- * no managed memory. */
 /* A device allocation is first touched by the GPU (a copy or a kernel: the
  * program never dereferences what it asked cuMemAlloc for). Left unpopulated,
  * managed memory would take that first touch as page faults, about 9 GB/s on
  * an H100 (docs/BENCHMARKS.md), where device memory is written at HBM speed;
  * one prefetch of the empty range places its pages on the GPU at once. The
- * prefetch is a hint on the legacy stream: a failure changes nothing. Small
- * ranges are left to fault in: the call would cost more than it saves. */
+ * prefetch is a hint: a failure changes nothing. It goes on the legacy
+ * stream on purpose: the copies and kernels a program issues right after
+ * cudaMalloc (on the legacy or a blocking stream) are ordered after it, so
+ * they find the pages placed instead of faulting while the prefetch runs;
+ * only non-blocking streams may overtake it. Small ranges are left to fault
+ * in: the call would cost more than it saves. */
 #define POPULATE_MIN ((size_t)2 << 20)
 
 static void populate_on_gpu(CUdeviceptr p, size_t n)
@@ -611,6 +613,8 @@ static void populate_on_gpu(CUdeviceptr p, size_t n)
 			 (int)d, (int)r);
 }
 
+/* Managed allocation, falling back to device memory where the platform has
+ * no managed memory. */
 static CUresult alloc_managed(CUdeviceptr *dp, size_t n, int kind)
 {
 	cuMemAllocManaged_fn mf = REAL(cuMemAllocManaged);

@@ -120,8 +120,8 @@ type Improvements struct {
 	ResponseRatio bool
 	// ColdT: when backlogged flows outnumber the warm pool's slots (every
 	// GPU's ContainersPerGPU), raise T to at least 30 x the expected cost
-	// of a switch (observed mean cold start x (n-p)/n for n backlogged
-	// flows and p slots), so a flow holding a warm container runs longer
+	// of a switch (a moving average, 0.9/0.1, of observed container starts,
+	// prewarm included, x (n-p)/n for n backlogged flows and p slots), so a flow holding a warm container runs longer
 	// before fairness makes the GPU switch to one that needs a cold start.
 	// With pool room it changes nothing.
 	ColdT bool

@@ -203,8 +203,9 @@ func (s *Scheduler) serveBound() {
 func (s *Scheduler) serve(f *flow, batch int) {
 	var c *container
 	var g *gpu
+	share := s.cfg.Improvements.ShareSlots && f.holdsSlot()
 	for _, gg := range s.gpus {
-		if !s.slotFree(gg) {
+		if !s.slotFree(gg) || (share && lastSlot(gg)) {
 			continue
 		}
 		if cc := f.idleContainer(gg); cc != nil && (c == nil || (cc.resident && !c.resident)) {

@@ -220,20 +220,25 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 }
 
 // shareBlocks reports whether ShareSlots keeps f off the free slots now: f
-// already holds a slot, and every GPU with a free slot has only that one
-// left (of a limit of at least 2). Only asked for flows that would take a
-// slot now (a cold start takes none until its container is up).
+// already holds a slot, and every GPU where f has an idle container and a
+// free slot has only that one slot left (of a limit of at least 2). Only
+// asked for flows that would take a slot now (a cold start takes none until
+// its container is up); serve then uses a GPU the rule allows.
 func (s *Scheduler) shareBlocks(f *flow) bool {
 	if !f.holdsSlot() {
 		return false
 	}
-	for _, g := range s.gpus {
-		if s.slotFree(g) && (g.lim < 2 || g.lim-g.used > 1) {
+	for _, c := range f.ctrs {
+		if c.state == ctrIdle && s.slotFree(c.g) && !lastSlot(c.g) {
 			return false
 		}
 	}
 	return true
 }
+
+// lastSlot reports whether g, with a limit of at least 2, has one free slot
+// left.
+func lastSlot(g *gpu) bool { return g.lim >= 2 && g.lim-g.used == 1 }
 
 // responseRatio is f's head request's response ratio if it ran now:
 // (time waited + GPU time) / GPU time, with f's GPU-time estimate (its

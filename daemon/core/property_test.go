@@ -149,9 +149,10 @@ func (s *Scheduler) blockedBySluice(f *flow) bool {
 	imp := s.cfg.Improvements
 	if imp.ShareSlots && f.holdsSlot() && s.idleWithSlot(f) {
 		// it may not take a GPU's last free slot (of a limit of 2 or more)
+		// where it has an idle container
 		last := true
-		for _, g := range s.gpus {
-			if g.used < g.lim && (g.lim < 2 || g.lim-g.used >= 2) {
+		for _, c := range f.ctrs {
+			if c.state == ctrIdle && s.slotFree(c.g) && (c.g.lim < 2 || c.g.lim-c.g.used >= 2) {
 				last = false
 			}
 		}

@@ -245,19 +245,19 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 	f.inFlight--
 	f.failStreak = 0
 	sample := gpuTime.Seconds()
-	g.addRunning(s.now, 0)
-	conc := float64(g.running)
-	if !c.onGPU {
-		conc = float64(g.running + 1)
-	} else if dt := s.now.Sub(c.runAt).Seconds(); dt > 0 {
-		conc = (g.area - c.runArea) / dt
-	}
 	if c.onGPU {
+		// AdaptiveD's sample: the mean concurrency over its time on the GPU.
+		// (An invocation that completes before its memory landed gives none.)
+		g.addRunning(s.now, 0)
+		conc := float64(g.running)
+		if dt := s.now.Sub(c.runAt).Seconds(); dt > 0 {
+			conc = (g.area - c.runArea) / dt
+		}
 		g.addRunning(s.now, -1)
 		c.onGPU = false
-	}
-	if s.cfg.Improvements.AdaptiveD {
-		s.adaptD(g, f, conc, sample)
+		if s.cfg.Improvements.AdaptiveD {
+			s.adaptD(g, f, conc, sample)
+		}
 	}
 	old := f.tau
 	if f.tauKnown {

@@ -17,7 +17,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 : >"$TMP/conc.txt"
 for k in $LEVELS; do
-	if [ -n "${CONC_DEADLINE:-}" ] && [ $(($(date +%s) + 45)) -gt "$CONC_DEADLINE" ]; then
+	# a level takes at most 60 s to warm up plus the window and some slack
+	if [ -n "${CONC_DEADLINE:-}" ] && [ $(($(date +%s) + 70 + ${SEC%.*})) -gt "$CONC_DEADLINE" ]; then
 		break
 	fi
 	rm -f "$TMP"/ready.* "$TMP/go"
@@ -29,6 +30,10 @@ for k in $LEVELS; do
 	done
 	for _ in $(seq 1 600); do
 		[ "$(find "$TMP" -maxdepth 1 -name 'ready.*' | wc -l)" -ge "$k" ] && break
+		# a copy that died (no torch, no GPU) will never be ready
+		alive=0
+		for p in $pids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+		[ "$alive" -lt "$k" ] && break
 		sleep 0.1
 	done
 	touch "$TMP/go"

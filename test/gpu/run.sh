@@ -99,7 +99,9 @@ if [ "$QUICK" != 1 ]; then TARGETS="$TARGETS shim-test-bins"; fi
 if ! command -v make >/dev/null || ! command -v cc >/dev/null; then
 	# no toolchain on this host: use what was built elsewhere and carried
 	missing=
-	for t in $B/libsluice.so $B/gpu-matmul; do [ -e "$t" ] || missing="$missing $t"; done
+	need="$B/libsluice.so $B/gpu-matmul"
+	[ "$FAKE" = 1 ] && need="$need $B/fakecuda/libcuda.so.1"
+	for t in $need; do [ -e "$t" ] || missing="$missing $t"; done
 	if [ -z "$missing" ]; then
 		record build skip 0 "no make or cc on this host: using the carried build"
 	else
@@ -281,7 +283,10 @@ else
 		sleep 1
 		metrics >"$TMP/m1.txt"
 	fi
+	# stop the daemon: SIGTERM, then SIGKILL if it is still there after 15 s
 	kill $DPID 2>/dev/null
+	for _ in $(seq 1 150); do kill -0 $DPID 2>/dev/null || break; sleep 0.1; done
+	kill -9 $DPID 2>/dev/null
 	wait $DPID 2>/dev/null
 	J_DN=$(python3 test/gpu/daemon_metrics.py "$TMP/m1.txt" "$TMP/sluiced.log" "$J_DL" "${J_LB:-}")
 	mem=$(jget "$J_DN" gpu_memory_total_bytes)

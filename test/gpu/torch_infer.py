@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--go-file", default="")
     ap.add_argument("--seconds", type=float, default=3.0)
     a = ap.parse_args()
+    if a.iters < 1 or a.seconds <= 0 or a.batch < 1:
+        ap.error("--iters and --batch must be at least 1 and --seconds above 0")
     try:
         import torch
         import torch.nn as nn
