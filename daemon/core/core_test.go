@@ -614,3 +614,40 @@ func TestConcurrencyCountsTimeOnGPU(t *testing.T) {
 		t.Fatalf("after completion: running %d, want 0", g.running)
 	}
 }
+
+// TestShareSlotsPerGPU: with two GPUs the rule is judged where the flow has
+// an idle container: a holds a slot on one GPU and has idle containers on
+// both; its next invocation goes to the GPU with two free slots, not to the
+// last free slot of the GPU it already uses.
+func TestShareSlotsPerGPU(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicySluice, D: 2, GPUs: 2,
+		Improvements: Improvements{ShareSlots: true, NoColdAhead: true}, ImprovementsSet: true})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	var ctrs []CtrID
+	for inv := InvID(1); inv <= 3; inv++ {
+		for _, a := range mustStep(t, s, 0, Arrived(inv, 0)).Actions {
+			if a.Kind == ActStartContainer {
+				ctrs = append(ctrs, a.Ctr)
+			}
+		}
+	}
+	for _, c := range ctrs {
+		mustStep(t, s, 2, ContainerReady(c))
+	}
+	for inv := InvID(1); inv <= 3; inv++ {
+		mustStep(t, s, 3, Completed(inv, time.Second, 0))
+	}
+	gpuOf := func(acts []Action, inv InvID) int {
+		for _, a := range acts {
+			if a.Kind == ActDispatch && a.Inv == inv {
+				return a.GPU
+			}
+		}
+		return -1
+	}
+	g4 := gpuOf(mustStep(t, s, 4, Arrived(4, 0)).Actions, 4)
+	g5 := gpuOf(mustStep(t, s, 4, Arrived(5, 0)).Actions, 5)
+	if g4 < 0 || g5 < 0 || g4 == g5 {
+		t.Fatalf("invocations 4 and 5 on GPUs %d and %d, want two different GPUs", g4, g5)
+	}
+}
