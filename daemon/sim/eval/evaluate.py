@@ -239,8 +239,19 @@ def dominance(acc):
             f"{worst_lower} of {len(wm)}", f"{mean(jm):.3f} vs {mean(js):.3f}"]
 
 
+def jain(xs):
+    return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs else float("nan")
+
+
+def jain_by_count(acc, least):
+    """Mean over runs of Jain's index over the functions with at least `least` invocations."""
+    return [mean([jain([f["mean_slowdown"] for f in r["per_function"] if f["invocations"] >= least]) for r in acc[p]])
+            for p in ("mqfq-sticky", "sluice")]
+
+
 print("## Per-function slowdown, sluice vs mqfq-sticky (D = 2)\n")
-rows = [["default functions, seeds 1-100"] + dominance(seeds("dom100", "mqfq-sticky,sluice", seeds=range(1, 101)))]
+dom100 = seeds("dom100", "mqfq-sticky,sluice", seeds=range(1, 101))
+rows = [["default functions, seeds 1-100"] + dominance(dom100)]
 if os.path.isdir(AZURE):
     rows.append(["Azure sample, seeds 1-10"] + dominance(seeds("domazure", "mqfq-sticky,sluice", "--trace", AZURE)))
 if os.path.isdir(ILUVATAR):
@@ -248,3 +259,5 @@ if os.path.isdir(ILUVATAR):
                                                              "--target-util", "0.7", seeds=range(1, 2))))
 table(["workload", "functions whose mean slowdown sluice lowers", "worst function's mean slowdown, mqfq-sticky vs sluice (avg)",
        "runs where sluice's worst is lower", "Jain mqfq-sticky vs sluice"], rows)
+print("Jain's index over the functions with at least N invocations, default functions, seeds 1-100:\n")
+table(["N", "mqfq-sticky", "sluice"], [[n] + [f"{j:.3f}" for j in jain_by_count(dom100, n)] for n in (1, 3, 6)])
