@@ -206,7 +206,7 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 				bi = i
 			}
 		}
-		if f := rest[bi]; s.servable(f) && !(share && s.idleWithSlot(f) && s.shareBlocks(f)) && s.ready(f) {
+		if f := rest[bi]; s.servable(f) && !(share && s.shareBlocks(f)) && s.ready(f) {
 			best = f
 			break
 		}
@@ -220,20 +220,24 @@ func (mqfqSticky) pick(s *Scheduler) (*flow, int) {
 }
 
 // shareBlocks reports whether ShareSlots keeps f off the free slots now: f
-// already holds a slot, and every GPU where f has an idle container and a
-// free slot has only that one slot left (of a limit of at least 2). Only
-// asked for flows that would take a slot now (a cold start takes none until
-// its container is up); serve then uses a GPU the rule allows.
+// already holds a slot, has an idle container on a GPU with a free slot (it
+// would take a slot now; a cold start takes none until its container is
+// up), and every such GPU has only that one slot left (of a limit of at
+// least 2). When it says no, serve uses a GPU the rule allows.
 func (s *Scheduler) shareBlocks(f *flow) bool {
 	if !f.holdsSlot() {
 		return false
 	}
+	idle := false
 	for _, c := range f.ctrs {
-		if c.state == ctrIdle && s.slotFree(c.g) && !lastSlot(c.g) {
-			return false
+		if c.state == ctrIdle && s.slotFree(c.g) {
+			if !lastSlot(c.g) {
+				return false
+			}
+			idle = true
 		}
 	}
-	return true
+	return idle
 }
 
 // lastSlot reports whether g, with a limit of at least 2, has one free slot

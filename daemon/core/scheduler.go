@@ -310,12 +310,13 @@ func (s *Scheduler) containerReady(id CtrID) error {
 	f.starting--
 	c.g.starting--
 	f.failStreak = 0
-	if d := s.now.Sub(c.startedAt).Seconds(); f.coldSec == 0 {
+	d := s.now.Sub(c.startedAt).Seconds()
+	if f.coldSec == 0 {
 		f.coldSec = d
 	} else {
 		f.coldSec = 0.7*f.coldSec + 0.3*d
 	}
-	if d := s.now.Sub(c.startedAt).Seconds(); s.coldAvg == 0 {
+	if s.coldAvg == 0 {
 		s.coldAvg = d
 	} else {
 		s.coldAvg = 0.9*s.coldAvg + 0.1*d

@@ -90,18 +90,13 @@ def main():
                     print(json.dumps({"ok": False, "skip": "no go file within 120 s"}))
                     return 0
                 time.sleep(0.001)
-            end = time.perf_counter() + a.seconds
-            while time.perf_counter() < end:
-                t = time.perf_counter()
-                y = model(x)
-                torch.cuda.synchronize()
-                lat.append((time.perf_counter() - t) * 1e3)
-        else:
-            for _ in range(a.iters):
-                t = time.perf_counter()
-                y = model(x)
-                torch.cuda.synchronize()
-                lat.append((time.perf_counter() - t) * 1e3)
+        # with --go-file: back to back for --seconds; else --iters times
+        end = time.perf_counter() + a.seconds
+        while (time.perf_counter() < end) if a.go_file else (len(lat) < a.iters):
+            t = time.perf_counter()
+            y = model(x)
+            torch.cuda.synchronize()
+            lat.append((time.perf_counter() - t) * 1e3)
     out = y.float().cpu().contiguous()
     digest = hashlib.sha256(out.numpy().tobytes()).hexdigest()
     if a.out:
