@@ -651,3 +651,37 @@ func TestShareSlotsPerGPU(t *testing.T) {
 		t.Fatalf("invocations 4 and 5 on GPUs %d and %d, want two different GPUs", g4, g5)
 	}
 }
+
+// TestMemoryRefitsAfterStarts: prewarmed containers that start together can
+// oversubscribe the GPU (each initializes on the device). Once one is idle
+// its memory goes to the host even though its flow stays Active, instead of
+// every later run paying for demand paging.
+func TestMemoryRefitsAfterStarts(t *testing.T) {
+	for _, p := range []Policy{PolicyMQFQSticky, PolicySluice} {
+		t.Run(string(p), func(t *testing.T) {
+			s := mustNew(t, Config{Policy: p, D: 2, GPUMemBytes: 10e9, TTL: 100, TTLSet: true})
+			g := s.gpus[0]
+			var ctrs []CtrID
+			for f := 0; f < 3; f++ {
+				for _, a := range mustStep(t, s, 0, Event{Kind: EvRegister, Fn: FnID(f), Name: "f", Bytes: 4e9, Prewarm: 1}).Actions {
+					if a.Kind == ActStartContainer {
+						ctrs = append(ctrs, a.Ctr)
+					}
+				}
+			}
+			if len(ctrs) != 3 || g.resident != 12e9 {
+				t.Fatalf("prewarm: started %v, resident %d; want 3 containers, 12 GB", ctrs, g.resident)
+			}
+			for f := 0; f < 3; f++ {
+				mustStep(t, s, 1, Arrived(InvID(f+1), FnID(f)))
+			}
+			for _, c := range ctrs {
+				mustStep(t, s, 2, ContainerReady(c))
+			}
+			mustStep(t, s, 3, Completed(1, time.Second, 0))
+			if g.resident > 10e9 {
+				t.Fatalf("an idle container while oversubscribed: resident %d, want at most 10 GB", g.resident)
+			}
+		})
+	}
+}

@@ -19,10 +19,13 @@ func (s *Scheduler) schedule() {
 	for s.queued > 0 && s.freeSlot() {
 		f, batch := s.pol.pick(s)
 		if f == nil {
-			return
+			break
 		}
 		s.serve(f, batch)
 		s.unthrottle()
+	}
+	for _, g := range s.gpus {
+		s.fitMemory(g)
 	}
 }
 
@@ -486,6 +489,20 @@ func (s *Scheduler) nextUse(f *flow) Time {
 		return Never
 	}
 	return max(s.now, f.lastArr.Add(time.Duration(iat*1e9)))
+}
+
+// fitMemory evicts idle containers of g while its resident memory exceeds
+// the GPU's, those of flows without queued work first. Containers that
+// started together (prewarm, a burst of cold starts) or whose footprint grew
+// can leave g oversubscribed, and nothing else would move their memory off
+// while their flows stay Active: every run would pay for demand paging.
+// It runs after dispatch, so a container about to run is not moved twice.
+func (s *Scheduler) fitMemory(g *gpu) {
+	if s.cfg.NoMemoryManagement || g.resident <= s.cfg.GPUMemBytes {
+		return
+	}
+	s.makeRoom(g, 0, nil, roomNotQueued)
+	s.makeRoom(g, 0, nil, roomAny)
 }
 
 // makeRoom evicts idle resident containers of g (except keep) until need
