@@ -256,6 +256,34 @@ func TestPropertyFairnessBound(t *testing.T) {
 	}
 }
 
+// TestPropertyMemoryFits: after every input, a GPU whose resident memory
+// exceeds its capacity has no idle container left whose memory could go to
+// the host (idle, resident, not moving): oversubscription lasts only while
+// everything resident is running, starting or moving.
+func TestPropertyMemoryFits(t *testing.T) {
+	for _, cfg := range propertyConfigs {
+		for seed := uint64(1); seed <= propertySeeds(); seed++ {
+			check := func(d *driver) {
+				s := d.s
+				for _, g := range s.gpus {
+					if g.resident <= s.cfg.GPUMemBytes {
+						continue
+					}
+					for _, c := range g.ctrs {
+						if c.state == ctrIdle && c.resident && c.moving == 0 {
+							d.t.Fatalf("at %v: gpu %d holds %d of %d bytes, and container %d (flow %d) is idle and resident\n%s",
+								d.now, g.idx, g.resident, s.cfg.GPUMemBytes, c.id, c.f.id, tail(d.log))
+						}
+					}
+				}
+			}
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
+			})
+		}
+	}
+}
+
 // TestPropertyTinyGPU: footprints larger than the GPU must not starve
 // anyone (they run demand-paged), under every policy.
 func TestPropertyTinyGPU(t *testing.T) {
