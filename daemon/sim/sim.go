@@ -132,6 +132,7 @@ type running struct {
 	inv    core.InvID
 	ctr    *simCtr
 	remain float64 // isolated seconds of work left
+	fault  float64 // seconds of demand paging left at the full fault bandwidth (done first)
 	start  core.Time
 }
 
@@ -161,7 +162,8 @@ type simCtr struct {
 	fn       int
 	gpu      *simGPU
 	onGPU    bool
-	memReady core.Time
+	memReady core.Time // its latest prefetch lands
+	evicted  core.Time // its latest eviction ends
 	bytes    int64
 	lastUsed core.Time
 	busy     bool
@@ -337,7 +339,9 @@ func (e *engine) act(a core.Action) {
 	case core.ActPrefetch:
 		c := e.ctrs[a.Ctr]
 		g := c.gpu
-		start := e.roomAt(g, c.bytes, max(e.now, g.h2dFree))
+		// Not before its own eviction has left the GPU: the same pages
+		// cannot be on both links at once.
+		start := e.roomAt(g, c.bytes, max(e.now, g.h2dFree, c.evicted))
 		end := start + core.TimeOf(float64(c.bytes)/e.m.LinkBytesPerSec)
 		g.h2dFree = end
 		c.memReady = end
@@ -350,9 +354,10 @@ func (e *engine) act(a core.Action) {
 	case core.ActEvict:
 		c := e.ctrs[a.Ctr]
 		g := c.gpu
-		start := max(e.now, g.d2hFree)
+		start := max(e.now, g.d2hFree, c.memReady)
 		end := start + core.TimeOf(float64(c.bytes)/e.m.LinkBytesPerSec)
 		g.d2hFree = end
+		c.evicted = end
 		g.evicting = append(g.evicting, pendingEvict{end: end, bytes: c.bytes})
 		if c.onGPU {
 			c.onGPU = false
@@ -395,6 +400,9 @@ func (e *engine) roomAt(g *simGPU, bytes int64, t core.Time) core.Time {
 		}
 	}
 	g.evicting = live
+	if g.resident+bytes > e.m.MemBytes {
+		return t // no eviction in flight makes room: do not wait for them
+	}
 	occupied := g.resident
 	for _, p := range live {
 		if p.end > t {
@@ -444,12 +452,13 @@ func (e *engine) startExec(inv core.InvID, c *simCtr) {
 			g.resident -= lru.bytes
 		}
 	}
+	r := running{inv: inv, ctr: c, remain: work, start: e.now}
 	if fault > 0 {
-		work += fault / e.m.FaultBytesPerSec
+		r.fault = fault / e.m.FaultBytesPerSec
 		e.res.FaultBytes += fault
 	}
 	e.res.Records[inv].Start = e.now
-	g.run = append(g.run, running{inv: inv, ctr: c, remain: work, start: e.now})
+	g.run = append(g.run, r)
 	e.reschedule(g)
 }
 
@@ -462,9 +471,26 @@ func (e *engine) advance(g *simGPU) {
 	}
 	g.busy += dt
 	g.periodBsy += dt
-	rate := 1 / e.slowdown(len(g.run))
+	// Demand paging and kernels are separate phases: invocations still
+	// paging in share the fault bandwidth (the calibrated rate is the
+	// GPU's, not each one's) and do not compete for compute; the others
+	// share the GPU by the slowdown curve.
+	nf := 0
+	for _, r := range g.run {
+		if r.fault > 0 {
+			nf++
+		}
+	}
+	frate, crate := 0.0, 1/e.slowdown(len(g.run)-nf)
+	if nf > 0 {
+		frate = 1 / float64(nf)
+	}
 	for i := range g.run {
-		g.run[i].remain -= dt * rate
+		if r := &g.run[i]; r.fault > 0 {
+			r.fault -= dt * frate
+		} else {
+			r.remain -= dt * crate
+		}
 	}
 }
 
@@ -480,11 +506,22 @@ func (e *engine) reschedule(g *simGPU) {
 	if len(g.run) == 0 {
 		return
 	}
-	least := math.Inf(1)
+	// The next phase change: a page-in or a run finishing.
+	nf := 0
 	for _, r := range g.run {
-		least = math.Min(least, r.remain)
+		if r.fault > 0 {
+			nf++
+		}
 	}
-	dt := math.Max(0, least) * e.slowdown(len(g.run))
+	dt := math.Inf(1)
+	for _, r := range g.run {
+		if r.fault > 0 {
+			dt = math.Min(dt, r.fault*float64(nf))
+		} else {
+			dt = math.Min(dt, r.remain*e.slowdown(len(g.run)-nf))
+		}
+	}
+	dt = math.Max(0, dt)
 	at := e.now + core.Time(math.Ceil(dt*1e9))
 	e.push(simEvent{at: at, kind: kGPUDone, a: uint64(g.idx), b: g.gen})
 }
@@ -494,8 +531,13 @@ func (e *engine) finish(g *simGPU) {
 	e.advance(g)
 	var done []running
 	keep := g.run[:0]
+	for i := range g.run {
+		if r := &g.run[i]; r.fault <= 1e-9 {
+			r.fault = 0 // paged in: its kernels run from now
+		}
+	}
 	for _, r := range g.run {
-		if r.remain <= 1e-9 {
+		if r.fault == 0 && r.remain <= 1e-9 {
 			done = append(done, r)
 		} else {
 			keep = append(keep, r)
