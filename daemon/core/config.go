@@ -330,8 +330,8 @@ func (c Config) Validate() error {
 		return bad("BatchCap", "%d must not be negative", c.BatchCap)
 	case c.ContainersPerGPU < 1:
 		return bad("ContainersPerGPU", "%d must be at least 1", c.ContainersPerGPU)
-	case c.KeepAlive < 0:
-		return bad("KeepAlive", "%v must not be negative", c.KeepAlive)
+	case c.KeepAlive < 0 || c.KeepAlive > maxKeepAlive:
+		return bad("KeepAlive", "%v not in 0..%v", c.KeepAlive, maxKeepAlive)
 	case c.DefaultMemBytes <= 0:
 		return bad("DefaultMemBytes", "%d must be positive", c.DefaultMemBytes)
 	case c.TScale <= 0:
@@ -342,6 +342,19 @@ func (c Config) Validate() error {
 		return bad("MonitorPeriod", "%v must be positive", c.MonitorPeriod)
 	case c.TTL != c.TTL || c.TTL > 1e6 || c.TTL < -1e3:
 		return bad("TTL", "%g out of range", c.TTL)
+	case c.Policy != PolicySluice && c.Improvements != (Improvements{}):
+		return bad("Improvements", "apply to policy sluice only, not %s", c.Policy)
 	}
 	return nil
 }
+
+// maxKeepAlive bounds Config.KeepAlive (about 100 years), so that a
+// container's deadline never overflows Time.
+const maxKeepAlive = 100 * 365 * 24 * time.Hour
+
+// Per-function weights are bounded so that a request's charge tau/weight
+// stays finite and large against the rounding of virtual time.
+const (
+	minWeight = 1e-3
+	maxWeight = 1e3
+)

@@ -42,6 +42,10 @@ func TestConfigValidate(t *testing.T) {
 		{"util cap above 1", Config{UtilCap: 1.5}, false},
 		{"NaN TTL", Config{TTL: math.NaN()}, false},
 		{"negative keep-alive", Config{KeepAlive: -time.Second}, false},
+		{"keep-alive forever", Config{KeepAlive: math.MaxInt64}, false},
+		{"keep-alive 10 years", Config{KeepAlive: 10 * 365 * 24 * time.Hour}, true},
+		{"improvements on mqfq", Config{Policy: PolicyMQFQ, Improvements: Improvements{ShareSlots: true}}, false},
+		{"improvements on sluice", Config{Policy: PolicySluice, Improvements: Improvements{ShareSlots: true}, ImprovementsSet: true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.cfg)
@@ -683,5 +687,92 @@ func TestMemoryRefitsAfterStarts(t *testing.T) {
 				t.Fatalf("an idle container while oversubscribed: resident %d, want at most 10 GB", g.resident)
 			}
 		})
+	}
+}
+
+// TestBadEventsChangeNothing: events the core rejects leave it as it was,
+// its clock included, and a later valid event is taken.
+func TestBadEventsChangeNothing(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	for _, tc := range []struct {
+		name string
+		ev   Event
+	}{
+		{"completion of an unknown invocation", Completed(99, time.Second, 0)},
+		{"arrival for an unknown function", Arrived(1, 7)},
+		{"weight too small", Register(1, "b", 1e-320, 0)},
+		{"weight not a number", Register(1, "b", math.NaN(), 0)},
+		{"weight too large", Register(1, "b", 1e9, 0)},
+		{"negative memory", Register(1, "b", 1, -1)},
+	} {
+		if err := s.Step(TimeOf(100), tc.ev); err == nil {
+			t.Fatalf("%s: accepted", tc.name)
+		}
+		if s.Now() != 0 {
+			t.Fatalf("%s: rejected, but the clock moved to %v", tc.name, s.Now())
+		}
+	}
+	mustStep(t, s, 2, Register(1, "b", 0.5, 0))
+	mustStep(t, s, 2, Arrived(1, 1))
+}
+
+// TestCompletedBeforeRun: a request bound to a container that is up but
+// waits for a slot has not run; a completion for it is rejected (the
+// simulator numbers invocations from 0, the container's unset current
+// invocation).
+func TestCompletedBeforeRun(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicyMQFQSticky, D: 1, TTL: 100, TTLSet: true})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Register(1, "b", 0, 0))
+	ca := mustStep(t, s, 0, Arrived(5, 0)).Actions[0].Ctr
+	mustStep(t, s, 1, ContainerReady(ca)) // a runs, holding the only slot
+	mustStep(t, s, 1, Arrived(0, 1))      // b waits: no free slot
+	var cb CtrID
+	for _, a := range mustStep(t, s, 2, Completed(5, time.Second, 0)).Actions {
+		if a.Kind == ActStartContainer {
+			cb = a.Ctr // b's cold start, without a slot
+		}
+	}
+	if cb == 0 {
+		t.Fatal("no cold start for b")
+	}
+	mustStep(t, s, 2, Arrived(6, 0))      // a runs again in its idle container
+	mustStep(t, s, 3, ContainerReady(cb)) // b's container is up and waits for the slot
+	if err := s.Step(TimeOf(3), Completed(0, time.Second, 0)); err == nil {
+		t.Fatal("completion of invocation 0, which has not run, was accepted")
+	}
+	rd := mustStep(t, s, 4, Completed(6, time.Second, 0))
+	var ran bool
+	for _, a := range rd.Actions {
+		ran = ran || (a.Kind == ActDispatch && a.Inv == 0)
+	}
+	if !ran {
+		t.Fatalf("after a's completion: actions %v, want invocation 0 dispatched", rd.Actions)
+	}
+	mustStep(t, s, 5, Completed(0, time.Second, 0))
+}
+
+// TestSJFLateRegistration: a function registered after others have been
+// served starts with no deficit credit: it does not jump the queue as
+// "starved" ahead of shorter work.
+func TestSJFLateRegistration(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicySJF, D: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	now := 0.0
+	var ctr CtrID
+	for inv := InvID(1); inv <= 60; inv++ {
+		now++
+		for _, a := range mustStep(t, s, now, Arrived(inv, 0)).Actions {
+			if a.Kind == ActStartContainer {
+				ctr = a.Ctr
+				mustStep(t, s, now, ContainerReady(ctr))
+			}
+		}
+		mustStep(t, s, now+0.5, Completed(inv, 100*time.Millisecond, 0))
+	}
+	mustStep(t, s, now+1, Register(1, "b", 0, 0))
+	if f := s.flow(1); f.deficit+s.sjfGain != 0 {
+		t.Fatalf("late flow's deficit %g, want 0", f.deficit+s.sjfGain)
 	}
 }

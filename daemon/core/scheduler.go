@@ -80,6 +80,7 @@ func (s *Scheduler) Step(now Time, ev Event) error {
 	if now < s.now {
 		return fmt.Errorf("step %v at %v: time went backwards (last %v)", ev.Kind, now, s.now)
 	}
+	prev := s.now
 	s.now = now
 	var err error
 	switch ev.Kind {
@@ -101,6 +102,7 @@ func (s *Scheduler) Step(now Time, ev Event) error {
 		err = fmt.Errorf("step: unknown event kind %d", ev.Kind)
 	}
 	if err != nil {
+		s.now = prev // a rejected event changes nothing, the clock included
 		return err
 	}
 	s.fireTimers()
@@ -155,13 +157,19 @@ func (s *Scheduler) register(ev Event) error {
 	if int(ev.Fn) < len(s.flows) && s.flows[ev.Fn] != nil {
 		return fmt.Errorf("register function %d: already registered", ev.Fn)
 	}
-	if ev.Weight < 0 || ev.Weight != ev.Weight || ev.Bytes < 0 || ev.Prewarm < 0 {
-		return fmt.Errorf("register function %d: negative weight, memory or prewarm", ev.Fn)
+	if ev.Weight != 0 && !(ev.Weight >= minWeight && ev.Weight <= maxWeight) {
+		return fmt.Errorf("register function %d: weight %g not in %g..%g (0: the default 1)", ev.Fn, ev.Weight, minWeight, maxWeight)
+	}
+	if ev.Bytes < 0 || ev.Prewarm < 0 {
+		return fmt.Errorf("register function %d: negative memory or prewarm", ev.Fn)
 	}
 	for int(ev.Fn) >= len(s.flows) {
 		s.flows = append(s.flows, nil)
 	}
-	f := &flow{id: ev.Fn, name: ev.Name, weight: ev.Weight, mem: ev.Bytes}
+	// deficit: PolicySJF's counter starts even with the gain every flow
+	// has collected so far, so a late registration gets no credit for
+	// dispatches that happened before it existed.
+	f := &flow{id: ev.Fn, name: ev.Name, weight: ev.Weight, mem: ev.Bytes, deficit: -s.sjfGain}
 	if f.weight == 0 {
 		f.weight = 1
 	}
@@ -234,7 +242,9 @@ func (s *Scheduler) arrive(inv InvID, fn FnID) error {
 
 func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) error {
 	c, ok := s.live[inv]
-	if !ok || c == nil || c.state != ctrBusy || c.cur != inv {
+	if !ok || c == nil || c.state != ctrBusy || c.bound || c.cur != inv {
+		// (bound: the request waits for its container's start or for a
+		// slot; its container's cur is not set yet.)
 		return fmt.Errorf("complete invocation %d: not running", inv)
 	}
 	if gpuTime < 0 || bytes < 0 {

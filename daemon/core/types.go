@@ -50,8 +50,8 @@ type EventKind uint8
 // Event kinds. The comment lists the fields each one uses.
 const (
 	_ EventKind = iota
-	// EvRegister adds function Fn: Name, Weight (0 = 1), MemBytes (0 =
-	// Config.DefaultMemBytes), Prewarm containers.
+	// EvRegister adds function Fn: Name, Weight (0 = 1; else 0.001 to
+	// 1000), MemBytes (0 = Config.DefaultMemBytes), Prewarm containers.
 	EvRegister
 	// EvArrived queues invocation Inv of function Fn.
 	EvArrived
