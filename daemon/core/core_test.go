@@ -776,3 +776,23 @@ func TestSJFLateRegistration(t *testing.T) {
 		t.Fatalf("late flow's deficit %g, want 0", f.deficit+s.sjfGain)
 	}
 }
+
+// TestColdAheadRetriesFailedStart: with ColdAhead, a flow whose first
+// container fails to start gets another start at once, although every slot
+// is busy, instead of waiting for a slot to free.
+func TestColdAheadRetriesFailedStart(t *testing.T) {
+	s := mustNew(t, Config{Policy: PolicySluice, D: 1})
+	mustStep(t, s, 0, Register(0, "a", 0, 0))
+	mustStep(t, s, 0, Register(1, "b", 0, 0))
+	ca := mustStep(t, s, 0, Arrived(1, 0)).Actions[0].Ctr
+	mustStep(t, s, 1, ContainerReady(ca)) // a runs in the only slot
+	rd := mustStep(t, s, 1, Arrived(2, 1))
+	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActStartContainer {
+		t.Fatalf("b's arrival: actions %v, want an early start", rd.Actions)
+	}
+	cb := rd.Actions[0].Ctr
+	rd = mustStep(t, s, 2, ContainerFailed(cb, "test"))
+	if len(rd.Actions) != 1 || rd.Actions[0].Kind != ActStartContainer || rd.Actions[0].Fn != 1 {
+		t.Fatalf("after b's start failed: actions %v, want another start for b", rd.Actions)
+	}
+}

@@ -23,6 +23,11 @@ type driver struct {
 	failed       map[InvID]bool
 	check        func(d *driver)
 	log          []string
+	// failOneIn, if set, answers about one container start in failOneIn
+	// with ContainerFailed; dead holds those containers, which no later
+	// action may name.
+	failOneIn int
+	dead      map[CtrID]bool
 }
 
 func newDriver(t testing.TB, cfg Config, seed uint64) *driver {
@@ -31,7 +36,7 @@ func newDriver(t testing.TB, cfg Config, seed uint64) *driver {
 		t.Fatal(err)
 	}
 	return &driver{t: t, s: s, rng: rand.New(rand.NewPCG(seed, 7)), pendingStart: map[CtrID]bool{},
-		running: map[InvID]Action{}, dispatched: map[InvID]bool{}, failed: map[InvID]bool{}}
+		running: map[InvID]Action{}, dispatched: map[InvID]bool{}, failed: map[InvID]bool{}, dead: map[CtrID]bool{}}
 }
 
 func (d *driver) step(ev Event) {
@@ -46,6 +51,9 @@ func (d *driver) collect() {
 	rd := d.s.Ready()
 	for _, a := range rd.Actions {
 		d.log = append(d.log, fmt.Sprintf("%v %v", d.now, a))
+		if a.Ctr != 0 && d.dead[a.Ctr] {
+			d.t.Fatalf("at %v: %v names container %d, which failed to start\n%s", d.now, a, a.Ctr, tail(d.log))
+		}
 		switch a.Kind {
 		case ActStartContainer:
 			d.pendingStart[a.Ctr] = true
@@ -78,6 +86,11 @@ func (d *driver) answerOne(gpuTime func(Action) time.Duration) bool {
 		ids := sortedKeys(d.pendingStart)
 		c := ids[i]
 		delete(d.pendingStart, c)
+		if d.failOneIn > 0 && d.rng.IntN(d.failOneIn) == 0 {
+			d.dead[c] = true
+			d.step(ContainerFailed(c, "test"))
+			return true
+		}
 		d.step(ContainerReady(c))
 		return true
 	}

@@ -14,7 +14,16 @@ import (
 // advancing time randomly, then drains. It returns the driver.
 func randomTrace(t *testing.T, cfg Config, seed uint64, nFn, nInv int, check func(*driver)) *driver {
 	t.Helper()
+	return randomTraceWith(t, cfg, seed, nFn, nInv, nil, check)
+}
+
+// randomTraceWith is randomTrace with setup applied to the driver first.
+func randomTraceWith(t *testing.T, cfg Config, seed uint64, nFn, nInv int, setup, check func(*driver)) *driver {
+	t.Helper()
 	d := newDriver(t, cfg, seed)
+	if setup != nil {
+		setup(d)
+	}
 	gpu := make([]time.Duration, nFn)
 	for f := 0; f < nFn; f++ {
 		gpu[f] = time.Duration(1+d.rng.IntN(3000)) * time.Millisecond
@@ -279,6 +288,25 @@ func TestPropertyMemoryFits(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
+			})
+		}
+	}
+}
+
+// TestPropertyContainerFailures: with about one container start in four
+// failing, every invocation is still dispatched or failed (after three
+// failed starts in a row), no action names a container that failed, and
+// memory still fits after every input.
+func TestPropertyContainerFailures(t *testing.T) {
+	for _, cfg := range propertyConfigs {
+		for seed := uint64(1); seed <= propertySeeds(); seed++ {
+			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+				d := randomTraceWith(t, cfg, seed, 2+int(seed%10), 200, func(d *driver) { d.failOneIn = 4 }, nil)
+				for inv := InvID(1); inv <= 200; inv++ {
+					if !d.dispatched[inv] && !d.failed[inv] {
+						t.Fatalf("invocation %d neither dispatched nor failed", inv)
+					}
+				}
 			})
 		}
 	}

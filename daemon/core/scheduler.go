@@ -362,22 +362,28 @@ func (s *Scheduler) containerFailed(id CtrID, reason string) error {
 	c.g.starting--
 	f.failStreak++
 	c.state = ctrIdle // so removeContainer accepts it
-	if c.bound {
+	bound, r := c.bound, c.boundReq
+	if bound {
 		c.bound = false
-		r := c.boundReq
 		f.inFlight--
 		if c.token {
 			c.token = false
 			c.g.used--
 		}
+	}
+	// Forget the container before its request goes back to the queue: a
+	// state change there must not see it (as the flow's container, or as
+	// an idle one whose memory could move).
+	s.removeContainer(c, false)
+	if bound {
 		if f.failStreak >= 3 {
 			delete(s.live, r.inv)
 			s.emit(Action{Kind: ActFail, Inv: r.inv, Fn: f.id, Reason: "container failed to start 3 times: " + reason})
 		} else {
 			s.requeue(f, r)
+			s.wantColdAhead(f) // ColdAhead: try again at once, slot or not
 		}
 	}
-	s.removeContainer(c, false)
 	if f.q.len() == 0 && f.inFlight == 0 {
 		s.armTTL(f)
 	}
