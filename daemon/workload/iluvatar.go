@@ -140,22 +140,37 @@ func FromIluvatar(t *IluvatarTrace, opts Options) (*Workload, error) {
 	for _, c := range t.Calls {
 		work += w.Functions[c.Fn].WarmSec
 	}
+	end := math.Inf(1)
+	if opts.DurationSet && dur > 0 {
+		end = dur.Seconds()
+	}
+	// gen replays the calls with times multiplied by scale, up to end.
+	gen := func(scale float64) []Invocation {
+		var out []Invocation
+		for _, c := range t.Calls {
+			at := c.Ms / 1000 * scale
+			if at >= end {
+				break
+			}
+			out = append(out, Invocation{Fn: c.Fn, At: time.Duration(at * 1e9)})
+		}
+		return out
+	}
 	scale := 1.0
 	if opts.ScaleIluvatar && span > 0 {
 		scale = work / span / opts.TargetUtil
 		w.TargetUtil = opts.TargetUtil
 	}
 	w.IATScale = scale
-	end := math.Inf(1)
-	if opts.DurationSet && dur > 0 {
-		end = dur.Seconds()
-	}
-	for _, c := range t.Calls {
-		at := c.Ms / 1000 * scale
-		if at >= end {
-			break
-		}
-		w.Invocations = append(w.Invocations, Invocation{Fn: c.Fn, At: time.Duration(at * 1e9)})
+	w.Invocations = gen(scale)
+	if opts.ScaleIluvatar && span > 0 && end < span*scale {
+		// The window cuts the scaled trace: scale so the work inside the
+		// window is the target, not the whole trace's (its load need not
+		// be uniform). A window past the trace's end keeps the whole
+		// trace's scale, and so the target over the trace itself.
+		w.Duration = dur
+		scaleToUtil(w, scale, opts.TargetUtil, gen)
+		scale = w.IATScale
 	}
 	sort.SliceStable(w.Invocations, func(i, j int) bool { return w.Invocations[i].At < w.Invocations[j].At })
 	if len(w.Invocations) == 0 {

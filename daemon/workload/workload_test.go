@@ -259,3 +259,35 @@ func TestAzureIATs(t *testing.T) {
 		t.Error("unknown arrival method accepted")
 	}
 }
+
+// TestIluvatarWindowHitsTarget: an Ilúvatar trace cut to a window is scaled
+// so the work inside the window is the target, even when the trace's load
+// is not uniform (here four times denser in its first half); a window past
+// the trace's end keeps the whole trace's scale.
+func TestIluvatarWindowHitsTarget(t *testing.T) {
+	tr := &IluvatarTrace{Path: "synthetic", Functions: []IluvatarFunction{{Name: "a", WarmMs: 100}}}
+	for ms := 0.0; ms < 100000; {
+		tr.Calls = append(tr.Calls, IluvatarCall{Fn: 0, Ms: ms})
+		if ms < 50000 {
+			ms += 100
+		} else {
+			ms += 400
+		}
+	}
+	for _, tc := range []struct {
+		dur  time.Duration
+		want float64
+	}{{20 * time.Second, 0.7}, {time.Hour, -1}} {
+		w, err := FromIluvatar(tr, Options{ScaleIluvatar: true, TargetUtil: 0.7, Duration: tc.dur, DurationSet: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := w.OfferedUtil()
+		if tc.want > 0 && math.Abs(u-tc.want) > 0.02 {
+			t.Errorf("window %v: offered utilization %.3f, want %.2f", tc.dur, u, tc.want)
+		}
+		if tc.want < 0 && len(w.Invocations) != len(tr.Calls) {
+			t.Errorf("window %v past the trace: %d of %d calls", tc.dur, len(w.Invocations), len(tr.Calls))
+		}
+	}
+}
