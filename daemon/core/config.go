@@ -98,9 +98,10 @@ type Improvements struct {
 	// of D concurrent cold starts and only where the footprint fits after
 	// evicting idle containers; in a full pool it may stop only an
 	// Inactive flow's idle container. A flow that cannot start yet stays
-	// listed until it can; one whose start failed is listed again at once. (A negative switch, unlike the others, so that an
-	// improvement set written before it existed, such as the CLI's
-	// "sluice:+name", keeps it on; see docs/EVALUATION.md.)
+	// listed until it can; one whose start failed is listed again at
+	// once. (A negative switch, unlike the others, so that an improvement
+	// set written before it existed, such as the CLI's "sluice:+name",
+	// keeps it on; see docs/EVALUATION.md.)
 	NoColdAhead bool
 	// WarmFirst: when no GPU's warm pool has room, MQFQ-Sticky's
 	// candidates (all within T of V) that can run now in an idle container
