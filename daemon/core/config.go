@@ -99,9 +99,10 @@ type Improvements struct {
 	// evicting idle containers; in a full pool it may stop only an
 	// Inactive flow's idle container. A flow that cannot start yet stays
 	// listed until it can; one whose start failed is listed again at
-	// once. (A negative switch, unlike the others, so that an improvement
-	// set written before it existed, such as the CLI's "sluice:+name",
-	// keeps it on; see docs/EVALUATION.md.)
+	// once. (A negative switch, unlike the others, so that an Improvements
+	// value written before it existed keeps it on. The CLI's
+	// "sluice:+name" lists keep only what they name, so they have it only
+	// if they name coldahead; see docs/EVALUATION.md.)
 	NoColdAhead bool
 	// WarmFirst: when no GPU's warm pool has room, MQFQ-Sticky's
 	// candidates (all within T of V) that can run now in an idle container
