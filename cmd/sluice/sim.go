@@ -257,7 +257,7 @@ type policySpec struct {
 	names    []string // improvement names
 }
 
-var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio"}
+var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio", "firststarts"}
 
 func parsePolicies(s string) ([]policySpec, error) {
 	var out []policySpec
@@ -310,7 +310,7 @@ func (sp policySpec) apply(c core.Config) core.Config {
 			name string
 			v    *bool
 		}{{"memory", &def.MemoryAware}, {"costttl", &def.CostAwareTTL}, {"scalet", &def.ScaleT}, {"adaptived", &def.AdaptiveD},
-			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}} {
+			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"firststarts", &def.FirstStarts}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}} {
 			if slices.Contains(sp.names, x.name) {
 				*x.v = sp.only
 			} else if sp.only {

@@ -796,3 +796,45 @@ func TestColdAheadRetriesFailedStart(t *testing.T) {
 		t.Fatalf("after b's start failed: actions %v, want another start for b", rd.Actions)
 	}
 }
+
+// TestFirstStarts: with FirstStarts, flows that turn Active with no
+// container all get their first start at once (memory permitting); without
+// it, ColdAhead's starts share the budget of D per GPU.
+func TestFirstStarts(t *testing.T) {
+	for _, first := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1,
+			Improvements: Improvements{FirstStarts: first}, ImprovementsSet: true})
+		starts := 0
+		for f := 0; f < 3; f++ {
+			mustStep(t, s, 0, Register(FnID(f), "f", 0, 3e9))
+			for _, a := range mustStep(t, s, 0, Arrived(InvID(f+1), FnID(f))).Actions {
+				if a.Kind == ActStartContainer {
+					starts++
+				}
+			}
+		}
+		if want := map[bool]int{false: 1, true: 3}[first]; starts != want {
+			t.Fatalf("FirstStarts %v: %d starts for three flows with no container, want %d", first, starts, want)
+		}
+	}
+}
+
+// TestAdaptiveDSkipsPagedRuns: an invocation that started while its GPU
+// was oversubscribed (here a footprint larger than the GPU) gives AdaptiveD
+// no slowdown sample: its GPU time includes demand paging, not sharing.
+func TestAdaptiveDSkipsPagedRuns(t *testing.T) {
+	for _, tc := range []struct {
+		mem  int64
+		want int
+	}{{1e9, 1}, {3e9, 0}} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 2e9,
+			Improvements: Improvements{AdaptiveD: true, NoColdAhead: true}, ImprovementsSet: true})
+		mustStep(t, s, 0, Register(0, "a", 0, tc.mem))
+		c := mustStep(t, s, 0, Arrived(1, 0)).Actions[0].Ctr
+		mustStep(t, s, 1, ContainerReady(c))
+		mustStep(t, s, 2, Completed(1, time.Second, 0))
+		if n := s.gpus[0].slowN[1]; n != tc.want {
+			t.Fatalf("footprint %d on a 2 GB GPU: %d samples, want %d", tc.mem, n, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -256,6 +257,7 @@ func (s *Scheduler) serve(f *flow, batch int) {
 func (s *Scheduler) onGPU(c *container) {
 	c.g.addRunning(s.now, 1)
 	c.runArea, c.runAt, c.onGPU = c.g.area, s.now, true
+	c.paged = c.g.resident > s.cfg.GPUMemBytes
 }
 
 // run starts request r on container c, which holds a D slot.
@@ -311,8 +313,12 @@ func (s *Scheduler) gpuForStart(f *flow) *gpu {
 // for a start that no policy decision asked for yet.
 func (s *Scheduler) gpuForBoundStart(f *flow, speculative bool) *gpu {
 	var best *gpu
+	budget := s.cfg.D
+	if speculative && s.cfg.Improvements.FirstStarts {
+		budget = math.MaxInt // a flow's first container: memory and the pool decide
+	}
 	for _, g := range s.gpus {
-		if g.starting >= s.cfg.D || !s.poolRoom(g, speculative) {
+		if g.starting >= budget || !s.poolRoom(g, speculative) {
 			continue
 		}
 		if !s.cfg.NoMemoryManagement {

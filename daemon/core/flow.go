@@ -156,6 +156,10 @@ type container struct {
 	runArea float64
 	runAt   Time
 	onGPU   bool // its invocation counts in the GPU's running area
+	// paged: its invocation started while the GPU was oversubscribed, so
+	// part of its memory was demand-paged and its GPU time is no
+	// concurrency sample (Improvements.AdaptiveD).
+	paged bool
 }
 
 // gpu is one device: its D slots and memory.

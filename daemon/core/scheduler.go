@@ -265,7 +265,7 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 		}
 		g.addRunning(s.now, -1)
 		c.onGPU = false
-		if s.cfg.Improvements.AdaptiveD {
+		if s.cfg.Improvements.AdaptiveD && !c.paged {
 			s.adaptD(g, f, conc, sample)
 		}
 	}

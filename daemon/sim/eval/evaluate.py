@@ -147,7 +147,7 @@ for u in ("0.3", "0.5", "0.7"):
 table(["offered util"] + [label for _, label in TTLS], rows)
 
 print("## Ablation (seeds 1-10, D = 2)\n")
-ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,sluice:-ratio,"
+ab = ("mqfq-sticky,mqfq-sticky:hold-cold,sluice,sluice:-adaptived,sluice:-memory,sluice:-costttl,sluice:-scalet,sluice:-waitbusy,sluice:-retag,sluice:-coldahead,sluice:-warmfirst,sluice:-shareslots,sluice:-coldt,sluice:-ratio,sluice:-firststarts,"
       "sluice:+memory+costttl+scalet+waitbusy+retag+adaptived+prefetch,sluice:+memory+costttl+scalet+waitbusy+retag+prefetch,"
       "sluice:+adaptived,sluice:+retag,sluice:+memory,sluice:+prefetch,sluice:+waitbusy")
 acc = seeds("ablation", ab)
@@ -191,7 +191,7 @@ if os.path.isdir(AZURE):
     table(SEEDHEAD, seedrows(seeds("azure", "fcfs,batch,mqfq-sticky,sluice", "--trace", AZURE)))
 if os.path.isdir(ILUVATAR):
     for label, args in (("replayed as recorded (300 s, 39.6 req/s)", []), ("stretched to 70% offered utilization", ["--target-util", "0.7"])):
-        res, wl = sim("iluvatar" + str(len(args)), "--trace", ILUVATAR, *args)
+        res, wl = sim("iluvatar" + str(len(args)), "--trace", ILUVATAR, "--policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice,sluice:-firststarts", *args)
         print(f"Ilúvatar paper-repro trace, {label}: {wl['invocations']} invocations, offered util {100*wl['offered_util']:.0f}%\n")
         table(["policy", "mean s", "p99 s", "fn variance s²", "Jain"],
               [[p, f2(r["mean_latency_s"]), f2(r["p99_latency_s"]), f"{r['interfunction_variance']:.1f}", f"{r['jain_fairness']:.3f}"] for p, r in res.items()])
@@ -261,14 +261,14 @@ def jain(xs):
     return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs else float("nan")
 
 
-def jain_by_count(acc, least):
+def jain_by_count(acc, least, pols=("mqfq-sticky", "sluice")):
     """Mean over runs of Jain's index over the functions with at least `least` invocations."""
     return [mean([jain([f["mean_slowdown"] for f in r["per_function"] if f["invocations"] >= least]) for r in acc[p]])
-            for p in ("mqfq-sticky", "sluice")]
+            for p in pols]
 
 
 print("## Per-function slowdown, sluice vs mqfq-sticky (D = 2)\n")
-dom100 = seeds("dom100", "mqfq-sticky,sluice", seeds=range(1, 101))
+dom100 = seeds("dom100", "mqfq-sticky,sluice,sluice:-firststarts", seeds=range(1, 101))
 rows = [["default functions, seeds 1-100"] + dominance(dom100)]
 if os.path.isdir(AZURE):
     rows.append(["Azure sample, seeds 1-10"] + dominance(seeds("domazure", "mqfq-sticky,sluice", "--trace", AZURE)))
@@ -278,4 +278,6 @@ if os.path.isdir(ILUVATAR):
 table(["workload", "functions whose mean slowdown sluice lowers", "worst function's mean slowdown, mqfq-sticky vs sluice (avg)",
        "runs where sluice's worst is lower", "Jain mqfq-sticky vs sluice"], rows)
 print("Jain's index over the functions with at least N invocations, default functions, seeds 1-100:\n")
-table(["N", "mqfq-sticky", "sluice"], [[n] + [f"{j:.3f}" for j in jain_by_count(dom100, n)] for n in (1, 3, 6)])
+JP = ("mqfq-sticky", "sluice", "sluice:-firststarts")
+table(["N"] + list(JP), [[n] + [f"{j:.3f}" for j in jain_by_count(dom100, n, JP)] for n in (1, 3, 6)])
+print(f"Mean latency over the same runs: " + ", ".join(f"{p} {mean([r['mean_latency_s'] for r in dom100[p]]):.3f} s" for p in JP) + ".\n")
