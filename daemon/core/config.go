@@ -80,6 +80,8 @@ type Improvements struct {
 	// paging overlapped with kernels), so it may only add concurrency
 	// where sharing pays. On a curve measured on an H100, where two
 	// GPU-bound processes each run 2.17x slower, dropping to 1 cost 23%.
+	// An invocation that started while its GPU was oversubscribed gives no
+	// sample: its GPU time includes demand paging, not only sharing.
 	AdaptiveD bool
 	// Retag: when a flow's GPU-time estimate changes by 2x or more from the
 	// one its queued requests were tagged with (in particular on its first
@@ -138,16 +140,17 @@ type Improvements struct {
 	// work-conserving by design; the property test exempts exactly this.
 	ShareSlots bool
 	// FirstStarts: ColdAhead's starts (a flow's first container, started
-	// when it turns Active with work and no container) are not counted
-	// against the per-GPU budget of D concurrent starts; only memory (the
+	// when it turns Active with work and no container) may run while up to
+	// 2D starts are under way on the GPU instead of D; memory (the
 	// footprint must fit after evicting idle containers) and the pool
-	// limit them. Further containers of a flow that has one keep the
-	// budget. A flow with no container cannot run at all until its start
-	// is done, and the budget of D, inherited from the reference's slots,
-	// made sparse flows' first invocations wait seconds for a start to
-	// begin when many flows turned Active at once (the largest part of the
-	// gap in Jain's index to mqfq-sticky, docs/EVALUATION.md). The
-	// simulator does not charge concurrent starts anything but memory.
+	// still limit them, and further containers of a flow that has one keep
+	// the budget of D. A flow with no container cannot run at all until
+	// its start is done, and the budget of D, inherited from the
+	// reference's slots, made sparse flows' first invocations wait seconds
+	// for a start to begin when many flows turned Active at once (the
+	// largest part of the gap in Jain's index to mqfq-sticky,
+	// docs/EVALUATION.md). The simulator does not charge concurrent starts
+	// anything but memory.
 	FirstStarts bool
 }
 

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"math"
 	"slices"
 	"time"
 )
@@ -315,7 +314,7 @@ func (s *Scheduler) gpuForBoundStart(f *flow, speculative bool) *gpu {
 	var best *gpu
 	budget := s.cfg.D
 	if speculative && s.cfg.Improvements.FirstStarts {
-		budget = math.MaxInt // a flow's first container: memory and the pool decide
+		budget = 2 * s.cfg.D // a flow's first container: twice the budget
 	}
 	for _, g := range s.gpus {
 		if g.starting >= budget || !s.poolRoom(g, speculative) {
