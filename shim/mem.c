@@ -48,20 +48,26 @@ static inline struct sluice_usage_page *page(void)
 	return atomic_load_explicit(&shim_usage, memory_order_relaxed);
 }
 
+/* Raise the peak to the current live bytes (lock-free; racing raisers keep
+ * the larger figure). */
+static inline void raise_peak(struct sluice_usage_page *p)
+{
+	uint64_t live = mem_live_bytes();
+	uint64_t peak = __atomic_load_n(&p->peak_bytes, __ATOMIC_RELAXED);
+	while (live > peak && !__atomic_compare_exchange_n(&p->peak_bytes, &peak, live, 1,
+							    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 void mem_account(int kind, int64_t delta)
 {
 	struct sluice_usage_page *p = page();
 	__atomic_fetch_add(&p->live_bytes[kind], (uint64_t)delta, __ATOMIC_RELAXED);
-	if (delta > 0)
-		__atomic_fetch_add(&p->allocs[kind], 1, __ATOMIC_RELAXED);
-	else
-		__atomic_fetch_add(&p->frees, 1, __ATOMIC_RELAXED);
 	if (delta > 0) {
-		uint64_t live = mem_live_bytes();
-		uint64_t peak = __atomic_load_n(&p->peak_bytes, __ATOMIC_RELAXED);
-		while (live > peak && !__atomic_compare_exchange_n(&p->peak_bytes, &peak, live, 1,
-								    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			;
+		__atomic_fetch_add(&p->allocs[kind], 1, __ATOMIC_RELAXED);
+		raise_peak(p);
+	} else {
+		__atomic_fetch_add(&p->frees, 1, __ATOMIC_RELAXED);
 	}
 	__atomic_fetch_add(&p->seq, 1, __ATOMIC_RELEASE);
 }
@@ -122,13 +128,8 @@ static void mem_set_kind(int kind, uint64_t v)
 	uint64_t old = __atomic_exchange_n(&p->live_bytes[kind], v, __ATOMIC_RELAXED);
 	if (old == v)
 		return;
-	if (v > old) {
-		uint64_t live = mem_live_bytes();
-		uint64_t peak = __atomic_load_n(&p->peak_bytes, __ATOMIC_RELAXED);
-		while (live > peak && !__atomic_compare_exchange_n(&p->peak_bytes, &peak, live, 1,
-								    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			;
-	}
+	if (v > old)
+		raise_peak(p);
 	__atomic_fetch_add(&p->seq, 1, __ATOMIC_RELEASE);
 }
 

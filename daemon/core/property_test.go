@@ -69,6 +69,11 @@ func randomTraceWith(t *testing.T, cfg Config, seed uint64, nFn, nInv int, setup
 	return d
 }
 
+// propertyRunName names one property run: its configuration and seed.
+func propertyRunName(cfg Config, seed uint64) string {
+	return fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed)
+}
+
 // propertySeeds is how many random traces each property test runs per
 // configuration: 15, or SLUICE_PROPERTY_SEEDS for a longer soak.
 func propertySeeds() uint64 {
@@ -102,7 +107,7 @@ var propertyConfigs = []Config{
 func TestPropertyNoStarvation(t *testing.T) {
 	for _, cfg := range propertyConfigs {
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+			t.Run(propertyRunName(cfg, seed), func(t *testing.T) {
 				d := randomTrace(t, cfg, seed, 1+int(seed%12), 300, nil)
 				for inv := InvID(1); inv <= 300; inv++ {
 					if !d.dispatched[inv] && !d.failed[inv] {
@@ -145,7 +150,7 @@ func TestPropertyWorkConservation(t *testing.T) {
 						d.now, f.id, f.q.len(), f.inFlight, tail(d.log))
 				}
 			}
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+			t.Run(propertyRunName(cfg, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
 			})
 		}
@@ -258,7 +263,7 @@ func TestPropertyFairnessBound(t *testing.T) {
 					}
 				}
 			}
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+			t.Run(propertyRunName(cfg, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
 			})
 		}
@@ -286,7 +291,7 @@ func TestPropertyMemoryFits(t *testing.T) {
 					}
 				}
 			}
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+			t.Run(propertyRunName(cfg, seed), func(t *testing.T) {
 				randomTrace(t, cfg, seed, 2+int(seed%10), 300, check)
 			})
 		}
@@ -300,7 +305,7 @@ func TestPropertyMemoryFits(t *testing.T) {
 func TestPropertyContainerFailures(t *testing.T) {
 	for _, cfg := range propertyConfigs {
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
-			t.Run(fmt.Sprintf("%s-d%d-gpus%d-hold%t/seed%d", cfg.Policy, cfg.D, cfg.GPUs, cfg.HoldColdSlot, seed), func(t *testing.T) {
+			t.Run(propertyRunName(cfg, seed), func(t *testing.T) {
 				d := randomTraceWith(t, cfg, seed, 2+int(seed%10), 200, func(d *driver) { d.failOneIn = 4 }, nil)
 				for inv := InvID(1); inv <= 200; inv++ {
 					if !d.dispatched[inv] && !d.failed[inv] {

@@ -462,6 +462,18 @@ func (e *engine) startExec(inv core.InvID, c *simCtr) {
 	e.reschedule(g)
 }
 
+// paging counts g's running invocations still demand-paging their memory
+// in (they share the fault bandwidth and take no part in compute sharing).
+func (g *simGPU) paging() int {
+	n := 0
+	for _, r := range g.run {
+		if r.fault > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // advance applies processor sharing from g.last to now.
 func (e *engine) advance(g *simGPU) {
 	dt := e.now.Sub(g.last).Seconds()
@@ -475,12 +487,7 @@ func (e *engine) advance(g *simGPU) {
 	// paging in share the fault bandwidth (the calibrated rate is the
 	// GPU's, not each one's) and do not compete for compute; the others
 	// share the GPU by the slowdown curve.
-	nf := 0
-	for _, r := range g.run {
-		if r.fault > 0 {
-			nf++
-		}
-	}
+	nf := g.paging()
 	frate, crate := 0.0, 1/e.slowdown(len(g.run)-nf)
 	if nf > 0 {
 		frate = 1 / float64(nf)
@@ -507,12 +514,7 @@ func (e *engine) reschedule(g *simGPU) {
 		return
 	}
 	// The next phase change: a page-in or a run finishing.
-	nf := 0
-	for _, r := range g.run {
-		if r.fault > 0 {
-			nf++
-		}
-	}
+	nf := g.paging()
 	dt := math.Inf(1)
 	for _, r := range g.run {
 		if r.fault > 0 {
