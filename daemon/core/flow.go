@@ -45,6 +45,9 @@ func (r *ring) pushFront(q request) {
 
 func (r *ring) at(i int) *request { return &r.buf[(r.head+i)%len(r.buf)] }
 
+// front returns the oldest request; the ring must not be empty.
+func (r *ring) front() *request { return &r.buf[r.head] }
+
 func (r *ring) pop() request {
 	q := r.buf[r.head]
 	r.head = (r.head + 1) % len(r.buf)
@@ -94,7 +97,7 @@ func (f *flow) meanIAT() float64 {
 	if f.nArr < 2 {
 		return 0
 	}
-	return f.lastArr.Sub(f.firstArr).Seconds() / float64(f.nArr-1)
+	return (f.lastArr - f.firstArr).Seconds() / float64(f.nArr-1)
 }
 
 // idleContainer returns f's best idle container on g (nil: any GPU):

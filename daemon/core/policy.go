@@ -39,7 +39,7 @@ func oldestServable(s *Scheduler) *flow {
 	var best *flow
 	for _, it := range s.heaps[hBacklog].items {
 		f := it.f
-		if (best == nil || f.q.at(0).seq < best.q.at(0).seq) && s.servable(f) && s.ready(f) {
+		if (best == nil || f.q.front().seq < best.q.front().seq) && s.servable(f) && s.ready(f) {
 			best = f
 		}
 	}
@@ -60,7 +60,7 @@ func (fcfs) pick(s *Scheduler) (*flow, int) {
 	for _, it := range s.heaps[hBacklog].items {
 		o := it.f
 		if o != f {
-			limit = min(limit, o.q.at(0).seq)
+			limit = min(limit, o.q.front().seq)
 		}
 	}
 	n := 0
@@ -107,7 +107,7 @@ func (sjf) pick(s *Scheduler) (*flow, int) {
 	for _, it := range s.heaps[hBacklog].items {
 		f := it.f
 		if f.deficit+s.sjfGain >= sjfDeficit && (starved == nil || f.deficit > starved.deficit ||
-			(f.deficit == starved.deficit && f.q.at(0).seq < starved.q.at(0).seq)) && s.servable(f) && s.ready(f) {
+			(f.deficit == starved.deficit && f.q.front().seq < starved.q.front().seq)) && s.servable(f) && s.ready(f) {
 			starved = f
 		}
 	}
@@ -116,7 +116,7 @@ func (sjf) pick(s *Scheduler) (*flow, int) {
 	}
 	for _, it := range s.heaps[hBacklog].items {
 		f := it.f
-		if (short == nil || f.tau < short.tau || (f.tau == short.tau && f.q.at(0).seq < short.q.at(0).seq)) && s.servable(f) && s.ready(f) {
+		if (short == nil || f.tau < short.tau || (f.tau == short.tau && f.q.front().seq < short.q.front().seq)) && s.servable(f) && s.ready(f) {
 			short = f
 		}
 	}
@@ -249,7 +249,7 @@ func lastSlot(g *gpu) bool { return g.lim >= 2 && g.lim-g.used == 1 }
 // T/10 prior until measured).
 func (s *Scheduler) responseRatio(f *flow) float64 {
 	tau := max(f.tau, 1e-3)
-	return (s.now.Sub(f.q.at(0).arrival).Seconds() + tau) / tau
+	return ((s.now - f.q.front().arrival).Seconds() + tau) / tau
 }
 
 // ratioBefore orders candidates for Improvements.ResponseRatio: fewest in

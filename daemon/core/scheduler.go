@@ -489,7 +489,7 @@ func (s *Scheduler) pop(f *flow) request {
 	f.inFlight++
 	f.lastServiced = s.now
 	if f.q.len() > 0 {
-		f.S = f.q.at(0).s
+		f.S = f.q.front().s
 		s.heaps[hBacklog].fix(f)
 		s.heaps[hActive].fix(f)
 		s.heaps[hThrottled].fix(f)
@@ -516,7 +516,7 @@ func (s *Scheduler) retag(f *flow) {
 	if n == 0 {
 		return
 	}
-	prevF := f.q.at(0).s
+	prevF := f.q.front().s
 	for i := 0; i < n; i++ {
 		r := f.q.at(i)
 		if i > 0 {
