@@ -44,6 +44,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		selectCnt = fs.Int("select", 20, "MQFQ-Sticky candidate set size")
 		utilCap   = fs.Float64("util-cap", 0, "utilization cap 0-1 (0: off)")
 		ctrs      = fs.Int("containers", 32, "warm containers per GPU")
+		prewarm   = fs.Int("prewarm", 0, "containers of every function to start at time 0 (the warm pool's prewarm; as far as the pools allow)")
 		keepAlive = fs.Duration("keep-alive", 10*time.Minute, "stop containers idle this long")
 		noMem     = fs.Bool("no-memory-management", false, "no prefetch or eviction: pure demand paging")
 		memGiB    = fs.Float64("mem-gib", float64(def.MemBytes)/(1<<30), "GPU memory, GiB")
@@ -109,6 +110,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *duration <= 0 {
 		return usageErr("--duration %v must be positive", *duration)
 	}
+	if *prewarm < 0 || *prewarm > *ctrs {
+		return usageErr("--prewarm %d must be in [0, --containers]", *prewarm)
+	}
 	if *keepAlive <= 0 {
 		return usageErr("--keep-alive %v must be positive", *keepAlive)
 	}
@@ -157,12 +161,12 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var runs []report.Run
 	for i, sp := range specs {
 		cfg := sp.apply(base)
-		res, err := sim.Run(ctx, w, sim.Options{Model: model, Core: cfg})
+		res, err := sim.Run(ctx, w, sim.Options{Model: model, Core: cfg, Prewarm: *prewarm})
 		if err != nil {
 			return fmt.Errorf("simulate %s: %w", sp.name, err)
 		}
 		if i == 0 {
-			summary.GPUModel = report.Model(model, res.Config)
+			summary.GPUModel = report.Model(model, res.Config, *prewarm)
 		}
 		summary.Results = append(summary.Results, report.Compute(w, res, sp.name))
 		if err := report.WriteInvocations(csvFile, w, sp.name, res); err != nil {

@@ -32,6 +32,8 @@ func TestSimBadUsage(t *testing.T) {
 		{"zero target util", []string{"--out", "x", "--target-util", "0"}, "target-util"},
 		{"stray argument", []string{"--out", "x", "extra"}, "unexpected argument"},
 		{"negative footprint", []string{"--out", "x", "--footprint-gb", "-1"}, "--footprint-gb"},
+		{"negative prewarm", []string{"--out", "x", "--prewarm", "-1"}, "--prewarm -1"},
+		{"prewarm beyond the pool", []string{"--out", "x", "--containers", "4", "--prewarm", "5"}, "--prewarm 5"},
 		{"d-max below d", []string{"--out", "x", "--d", "3", "--d-max", "2"}, "DMax: 2 not in"},
 		{"hold-cold on sluice", []string{"--out", "x", "--policy", "sluice:hold-cold"}, "sluice:-name"},
 		{"unknown arrival method", []string{"--out", "x", "--arrivals", "poisson"}, "--arrivals"},

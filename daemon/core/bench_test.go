@@ -36,18 +36,26 @@ func benchEnqueueDispatch(b *testing.B, policy Policy, n int) {
 		}
 		return s.Ready()
 	}
+	// One prewarmed container per flow. Prewarm starts run D at a time,
+	// so each container that comes up lets the next ones start.
 	var starts []CtrID
-	for f := 0; f < n; f++ {
-		ev := Register(FnID(f), "f", 0, 1e6)
-		ev.Prewarm = 1
-		for _, a := range step(ev).Actions {
+	collectStarts := func(rd Ready) {
+		for _, a := range rd.Actions {
 			if a.Kind == ActStartContainer {
 				starts = append(starts, a.Ctr)
 			}
 		}
 	}
-	for _, c := range starts {
-		step(ContainerReady(c))
+	for f := 0; f < n; f++ {
+		ev := Register(FnID(f), "f", 0, 1e6)
+		ev.Prewarm = 1
+		collectStarts(step(ev))
+	}
+	for i := 0; i < len(starts); i++ {
+		collectStarts(step(ContainerReady(starts[i])))
+	}
+	if len(starts) != n {
+		b.Fatalf("prewarm started %d containers for %d flows", len(starts), n)
 	}
 	running := make([]InvID, 0, 16)
 	bench, i := false, 0

@@ -656,33 +656,44 @@ func TestShareSlotsPerGPU(t *testing.T) {
 	}
 }
 
-// TestMemoryRefitsAfterStarts: prewarmed containers that start together can
-// oversubscribe the GPU (each initializes on the device). Once one is idle
-// its memory goes to the host even though its flow stays Active, instead of
-// every later run paying for demand paging.
+// TestMemoryRefitsAfterStarts: containers that start together (cold starts
+// that each hold a slot, as the reference's do) or whose footprint grows
+// can oversubscribe the GPU (each initializes on the device). Once one is
+// idle its memory goes to the host even though its flow stays Active,
+// instead of every later run paying for demand paging.
 func TestMemoryRefitsAfterStarts(t *testing.T) {
-	for _, p := range []Policy{PolicyMQFQSticky, PolicySluice} {
-		t.Run(string(p), func(t *testing.T) {
-			s := mustNew(t, Config{Policy: p, D: 2, GPUMemBytes: 10e9, TTL: 100, TTLSet: true})
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		flows int
+		grow  int64 // footprint the first completion reports (0: unchanged)
+	}{
+		{"cold starts together, mqfq-sticky:hold-cold", Config{Policy: PolicyMQFQSticky, HoldColdSlot: true, D: 3}, 3, 0},
+		{"footprint grew, mqfq-sticky", Config{Policy: PolicyMQFQSticky, D: 2}, 2, 7e9},
+		{"footprint grew, sluice", Config{Policy: PolicySluice, D: 2}, 2, 7e9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.GPUMemBytes, tc.cfg.TTL, tc.cfg.TTLSet = 10e9, 100, true
+			s := mustNew(t, tc.cfg)
 			g := s.gpus[0]
 			var ctrs []CtrID
-			for f := 0; f < 3; f++ {
-				for _, a := range mustStep(t, s, 0, Event{Kind: EvRegister, Fn: FnID(f), Name: "f", Bytes: 4e9, Prewarm: 1}).Actions {
+			for f := 0; f < tc.flows; f++ {
+				mustStep(t, s, 0, Register(FnID(f), "f", 0, 4e9))
+			}
+			for f := 0; f < tc.flows; f++ {
+				for _, a := range mustStep(t, s, 1, Arrived(InvID(f+1), FnID(f))).Actions {
 					if a.Kind == ActStartContainer {
 						ctrs = append(ctrs, a.Ctr)
 					}
 				}
 			}
-			if len(ctrs) != 3 || g.resident != 12e9 {
-				t.Fatalf("prewarm: started %v, resident %d; want 3 containers, 12 GB", ctrs, g.resident)
-			}
-			for f := 0; f < 3; f++ {
-				mustStep(t, s, 1, Arrived(InvID(f+1), FnID(f)))
+			if len(ctrs) != tc.flows {
+				t.Fatalf("started %v, want %d containers", ctrs, tc.flows)
 			}
 			for _, c := range ctrs {
 				mustStep(t, s, 2, ContainerReady(c))
 			}
-			mustStep(t, s, 3, Completed(1, time.Second, 0))
+			mustStep(t, s, 3, Completed(1, time.Second, tc.grow))
 			if g.resident > 10e9 {
 				t.Fatalf("an idle container while oversubscribed: resident %d, want at most 10 GB", g.resident)
 			}
@@ -836,5 +847,106 @@ func TestAdaptiveDSkipsPagedRuns(t *testing.T) {
 		if n := s.gpus[0].slowN[1]; n != tc.want {
 			t.Fatalf("footprint %d on a 2 GB GPU: %d samples, want %d", tc.mem, n, tc.want)
 		}
+	}
+}
+
+// TestPrewarm: prewarm starts run in the background: at most D at a time
+// per GPU, never into memory that only evicting an Active flow's idle
+// container would free, and with a start budget of their own, so queued
+// work's starts never wait for them.
+func TestPrewarm(t *testing.T) {
+	for _, p := range []Policy{PolicyFCFS, PolicyMQFQSticky, PolicySluice} {
+		for _, tc := range []struct {
+			name    string
+			mem     int64
+			atFirst int
+		}{{"start budget", 14e9, 2}, {"memory", 6e9, 1}} {
+			t.Run(string(p)+"/"+tc.name, func(t *testing.T) { prewarmBackground(t, p, tc.mem, tc.atFirst) })
+		}
+		t.Run(string(p)+"/not while work is queued", func(t *testing.T) {
+			s := mustNew(t, Config{Policy: p, D: 1, GPUMemBytes: 100e9})
+			mustStep(t, s, 0, Register(0, "x", 0, 1e9))
+			_, xc := starts(mustStep(t, s, 0, Arrived(1, 0)))
+			mustStep(t, s, 0, Arrived(2, 0))
+			ev := Register(1, "y", 0, 1e9)
+			ev.Prewarm = 1
+			if fns, _ := starts(mustStep(t, s, 0.1, ev)); len(fns) != 0 {
+				t.Fatalf("prewarm started %v while a request was queued", fns)
+			}
+			if len(xc) != 1 {
+				t.Fatalf("x's first arrival started %v, want one container", xc)
+			}
+			if fns, _ := starts(mustStep(t, s, 1, ContainerReady(xc[0]))); len(fns) != 0 {
+				t.Fatalf("prewarm started %v while a request was queued", fns)
+			}
+			fns, _ := starts(mustStep(t, s, 2, Completed(1, time.Second, 0)))
+			if !slices.Equal(fns, []FnID{1}) {
+				t.Fatalf("the queue empty: started %v, want y's prewarm [1]", fns)
+			}
+		})
+		t.Run(string(p)+"/demand first", func(t *testing.T) {
+			s := mustNew(t, Config{Policy: p, D: 1, GPUMemBytes: 100e9})
+			for f := 0; f < 2; f++ {
+				ev := Register(FnID(f), "f", 0, 1e9)
+				ev.Prewarm = 1
+				mustStep(t, s, 0, ev)
+			}
+			mustStep(t, s, 0, Register(2, "c", 0, 1e9))
+			// One prewarm start (a's) is in flight and D = 1: c's start, for
+			// queued work, does not wait for it; b's prewarm does.
+			if fns, _ := starts(mustStep(t, s, 0.5, Arrived(1, 2))); !slices.Equal(fns, []FnID{2}) {
+				t.Fatalf("an arrival while a prewarm start is in flight started functions %v, want [2]", fns)
+			}
+			if fns, _ := starts(mustStep(t, s, 1, ContainerReady(1))); !slices.Equal(fns, []FnID{1}) {
+				t.Fatalf("the first prewarm start done: started functions %v, want [1]", fns)
+			}
+		})
+	}
+}
+
+// starts lists the functions and containers rd starts.
+func starts(rd Ready) (fns []FnID, ctrs []CtrID) {
+	for _, a := range rd.Actions {
+		if a.Kind == ActStartContainer {
+			fns, ctrs = append(fns, a.Fn), append(ctrs, a.Ctr)
+		}
+	}
+	return fns, ctrs
+}
+
+// prewarmBackground registers five 4 GB functions with one prewarmed
+// container each on a GPU of mem bytes with D = 2, expects atFirst starts at
+// once, then finishes starts one by one: never more than D in flight, never
+// oversubscribed, all five started in the end.
+func prewarmBackground(t *testing.T, p Policy, mem int64, atFirst int) {
+	s := mustNew(t, Config{Policy: p, D: 2, GPUMemBytes: mem})
+	g := s.gpus[0]
+	var pending []CtrID
+	for f := 0; f < 5; f++ {
+		ev := Register(FnID(f), "f", 0, 4e9)
+		ev.Prewarm = 1
+		_, c := starts(mustStep(t, s, 0, ev))
+		pending = append(pending, c...)
+	}
+	if len(pending) != atFirst {
+		t.Fatalf("5 registrations with prewarm (D = 2, %d GB of 4 GB footprints) started %d containers at once, want %d",
+			mem/1e9, len(pending), atFirst)
+	}
+	started := len(pending)
+	for at := 1.0; len(pending) > 0; at++ {
+		if g.starting > s.cfg.D {
+			t.Fatalf("%d prewarm starts in flight, want at most %d", g.starting, s.cfg.D)
+		}
+		if g.resident > s.cfg.GPUMemBytes {
+			t.Fatalf("prewarm oversubscribed the GPU: %d bytes resident", g.resident)
+		}
+		c := pending[0]
+		pending = pending[1:]
+		_, more := starts(mustStep(t, s, at, ContainerReady(c)))
+		pending = append(pending, more...)
+		started += len(more)
+	}
+	if started != 5 {
+		t.Fatalf("prewarm started %d containers for 5 functions", started)
 	}
 }

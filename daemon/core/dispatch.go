@@ -24,9 +24,75 @@ func (s *Scheduler) schedule() {
 		s.serve(f, batch)
 		s.unthrottle()
 	}
+	if len(s.prewarm) > 0 && s.queued == 0 {
+		s.startPrewarms() // background work: only while nothing is queued
+	}
 	for _, g := range s.gpus {
 		s.fitMemory(g)
 	}
+}
+
+// startPrewarms starts prewarm containers in registration order while
+// gpuForPrewarm finds room, the first flow that finds none holding the rest
+// back (their turn comes when a start finishes or memory frees), so a pass
+// costs one search per start plus one. A flow leaves the list once it has
+// its prewarm count of containers, however they were started.
+func (s *Scheduler) startPrewarms() {
+	for len(s.prewarm) > 0 {
+		f := s.prewarm[0]
+		if len(f.ctrs) < f.prewarm {
+			g := s.gpuForPrewarm(f)
+			if g == nil {
+				return
+			}
+			c := s.startContainer(f, g, true, roomNotActive)
+			c.prewarm = true
+			g.prewarming++
+		}
+		if len(f.ctrs) >= f.prewarm {
+			f.prewarm = 0
+			s.prewarm[0] = nil
+			s.prewarm = s.prewarm[1:]
+		}
+	}
+}
+
+// prewarmDone releases c's prewarm start budget once c is up or failed.
+func (s *Scheduler) prewarmDone(c *container) {
+	if c.prewarm {
+		c.prewarm = false
+		c.g.prewarming--
+	}
+}
+
+// gpuForPrewarm picks the GPU for a prewarm start: fewer than D prewarm
+// starts in flight (a budget of their own), pool room without stopping any container, and memory that is
+// free or held by idle containers of flows that are not Active (a
+// footprint larger than the GPU waits for an empty one). Among those, the
+// one with the most free memory.
+func (s *Scheduler) gpuForPrewarm(f *flow) *gpu {
+	var best *gpu
+	var bestFree int64
+	for _, g := range s.gpus {
+		if g.prewarming >= s.cfg.D || len(g.ctrs) >= s.cfg.ContainersPerGPU {
+			continue
+		}
+		free := s.cfg.GPUMemBytes - g.resident
+		if !s.cfg.NoMemoryManagement {
+			for _, c := range g.ctrs {
+				if c.state == ctrIdle && c.resident && c.moving == 0 && c.f.state != Active {
+					free += c.bytes
+				}
+			}
+			if free < min(f.mem, s.cfg.GPUMemBytes) {
+				continue
+			}
+		}
+		if best == nil || free > bestFree {
+			best, bestFree = g, free
+		}
+	}
+	return best
 }
 
 // slotFree reports whether g can take one more invocation.
@@ -173,7 +239,7 @@ func (s *Scheduler) startColdAhead() {
 		}
 		f.coldAheadQ = false
 		r := s.pop(f)
-		c := s.startContainer(f, g, true)
+		c := s.startContainer(f, g, true, roomAny)
 		c.bound, c.boundReq, c.batchLeft = true, r, 0
 		s.live[r.inv] = c
 	}
@@ -222,7 +288,7 @@ func (s *Scheduler) serve(f *flow, batch int) {
 			// takes a slot once it is up.
 			g = s.gpuForBoundStart(f, false)
 			r := s.pop(f)
-			c = s.startContainer(f, g, false)
+			c = s.startContainer(f, g, false, roomAny)
 			c.bound, c.boundReq, c.batchLeft = true, r, batch-1
 			s.live[r.inv] = c
 			return
@@ -239,7 +305,7 @@ func (s *Scheduler) serve(f *flow, batch int) {
 	g.used++
 	g.utilProv += 1 / float64(s.cfg.D) // until the next sample corrects it
 	if c == nil {
-		c = s.startContainer(f, g, false)
+		c = s.startContainer(f, g, false, roomAny)
 		c.bound, c.boundReq, c.token, c.batchLeft = true, r, true, batch-1
 		s.live[r.inv] = c
 		return
@@ -288,24 +354,9 @@ func (s *Scheduler) gpuForCold(f *flow) *gpu {
 	return best
 }
 
-// gpuForStart picks the GPU for a container started without a slot: room in
-// the pool, then fewest slots in use, then most free memory.
-func (s *Scheduler) gpuForStart(f *flow) *gpu {
-	var best *gpu
-	for _, g := range s.gpus {
-		if !s.poolRoom(g, false) {
-			continue
-		}
-		if best == nil || g.used < best.used || (g.used == best.used && g.resident < best.resident) {
-			best = g
-		}
-	}
-	return best
-}
-
 // gpuForBoundStart picks the GPU for a cold start without a slot: at most
 // D such starts in flight per GPU (the budget the slots gave the
-// reference), room in the pool, and room in memory once idle containers
+// reference; prewarm starts do not count), room in the pool, and room in memory once idle containers
 // are evicted (never oversubscribe for a container that is not running).
 // A speculative start (ColdAhead) may stop only an Inactive flow's idle
 // container: it must not cost a flow that may run soon its warm container
@@ -317,7 +368,7 @@ func (s *Scheduler) gpuForBoundStart(f *flow, speculative bool) *gpu {
 		budget = 2 * s.cfg.D // a flow's first container: twice the budget
 	}
 	for _, g := range s.gpus {
-		if g.starting >= budget || !s.poolRoom(g, speculative) {
+		if g.starting-g.prewarming >= budget || !s.poolRoom(g, speculative) {
 			continue
 		}
 		if !s.cfg.NoMemoryManagement {
@@ -358,8 +409,9 @@ func (s *Scheduler) poolRoom(g *gpu, speculative bool) bool {
 
 // startContainer starts a container of f on g, stopping the least recently
 // used idle container (with speculative, of an Inactive flow) if the pool
-// is full, and making room in memory.
-func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool) *container {
+// is full, and making room in memory by evicting the idle containers room
+// allows (a makeRoom victim filter).
+func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool, room int) *container {
 	if len(g.ctrs) >= s.cfg.ContainersPerGPU {
 		var lru *container
 		for _, c := range g.ctrs {
@@ -380,7 +432,7 @@ func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool) *container
 	g.starting++
 	// A new container initializes CUDA and allocates on the device.
 	if !s.cfg.NoMemoryManagement {
-		s.makeRoom(g, c.bytes, nil, roomAny)
+		s.makeRoom(g, c.bytes, nil, room)
 	}
 	c.resident = true
 	g.resident += c.bytes

@@ -86,6 +86,7 @@ type flow struct {
 	swapSec    float64 // observed swap-in seconds (EWMA), 0 = unknown
 	failStreak int
 	coldAheadQ bool    // listed in Scheduler.coldAhead
+	prewarm    int     // Register.Prewarm while listed in Scheduler.prewarm, else 0
 	warmNow    bool    // scratch for mqfqSticky.pick (WarmFirst, pools full): idleWithSlot
 	rr         float64 // scratch for mqfqSticky.pick (ResponseRatio): responseRatio
 	deficit    float64 // PolicySJF
@@ -137,6 +138,7 @@ type container struct {
 	lastUsed Time
 	kaArmed  bool
 	fresh    bool // has not run anything yet
+	prewarm  bool // a prewarm start, still starting (counted in gpu.prewarming)
 
 	startedAt  Time
 	prefetchAt Time
@@ -168,14 +170,17 @@ type container struct {
 // gpu is one device: its D slots and memory.
 type gpu struct {
 	idx      int
-	used     int   // D slots in use
-	starting int   // containers starting
-	ahead    int   // ahead-prefetches pending
-	resident int64 // bytes on the device (target state)
-	ctrs     []*container
-	utilEst  float64 // EWMA of utilization samples
-	utilProv float64 // provisional shares of dispatches since the last sample
-	utilSeen bool
+	used     int // D slots in use
+	starting int // containers starting
+	// prewarming: how many of them are prewarm starts, which have a
+	// budget of their own (gpuForPrewarm) and take none of queued work's.
+	prewarming int
+	ahead      int   // ahead-prefetches pending
+	resident   int64 // bytes on the device (target state)
+	ctrs       []*container
+	utilEst    float64 // EWMA of utilization samples
+	utilProv   float64 // provisional shares of dispatches since the last sample
+	utilSeen   bool
 	// Improvements.AdaptiveD: the current concurrency limit (Config.D
 	// otherwise) and, per level k of mean concurrency, the EWMA of the
 	// measured slowdown of invocations that ran at k and how many samples

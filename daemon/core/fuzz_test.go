@@ -123,6 +123,18 @@ func FuzzStep(f *testing.F) {
 				if g.used < 0 || g.used > g.lim+len(g.ctrs) || g.resident < 0 || g.starting < 0 {
 					t.Fatalf("gpu %d: used %d (limit %d), resident %d, starting %d", g.idx, g.used, g.lim, g.resident, g.starting)
 				}
+				prewarming := 0
+				for _, c := range g.ctrs {
+					if c.prewarm {
+						prewarming++
+						if c.state != ctrStarting {
+							t.Fatalf("container %d: a prewarm start that is not starting", c.id)
+						}
+					}
+				}
+				if prewarming != g.prewarming || g.prewarming > s.cfg.D {
+					t.Fatalf("gpu %d: %d prewarm starts counted, %d in flight (D = %d)", g.idx, g.prewarming, prewarming, s.cfg.D)
+				}
 			}
 			if s.queued < 0 || math.IsNaN(s.v) || math.IsInf(s.v, 0) {
 				t.Fatalf("queued %d, virtual time %v", s.queued, s.v)

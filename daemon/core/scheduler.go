@@ -42,6 +42,18 @@ type Scheduler struct {
 	// container (ColdAhead, see Improvements.NoColdAhead), waiting for a
 	// start budget.
 	coldAhead []*flow
+	// prewarm: registered flows with containers still to prewarm, in
+	// registration order. Prewarming is background work: it starts only
+	// while no request is queued, at most D prewarm starts in flight per
+	// GPU (a budget of their own: queued work's starts never wait for
+	// them), only into free pool room, and only into memory that is free
+	// or held by idle containers of flows that are not Active. Starting
+	// every registered function at once would put all their footprints on
+	// the device together (a container initializes on the GPU),
+	// oversubscribing it for the first seconds of a run; prewarming while
+	// work queues takes the memory that work is waiting for (measured in
+	// docs/EVALUATION.md, "Prewarm").
+	prewarm []*flow
 
 	sjfGain float64
 	utilGap bool // a utilization cap blocked a free slot
@@ -185,12 +197,9 @@ func (s *Scheduler) register(ev Event) error {
 	}
 	s.flows[ev.Fn] = f
 	s.nFlows++
-	for i := 0; i < ev.Prewarm; i++ {
-		g := s.gpuForStart(f)
-		if g == nil {
-			break
-		}
-		s.startContainer(f, g, false)
+	if ev.Prewarm > 0 {
+		f.prewarm = ev.Prewarm
+		s.prewarm = append(s.prewarm, f)
 	}
 	return nil
 }
@@ -319,6 +328,7 @@ func (s *Scheduler) containerReady(id CtrID) error {
 	f := c.f
 	f.starting--
 	c.g.starting--
+	s.prewarmDone(c)
 	f.failStreak = 0
 	d := s.now.Sub(c.startedAt).Seconds()
 	if f.coldSec == 0 {
@@ -360,6 +370,7 @@ func (s *Scheduler) containerFailed(id CtrID, reason string) error {
 	f := c.f
 	f.starting--
 	c.g.starting--
+	s.prewarmDone(c)
 	f.failStreak++
 	c.state = ctrIdle // so removeContainer accepts it
 	bound, r := c.bound, c.boundReq

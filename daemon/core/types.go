@@ -51,7 +51,8 @@ type EventKind uint8
 const (
 	_ EventKind = iota
 	// EvRegister adds function Fn: Name, Weight (0 = 1; else 0.001 to
-	// 1000), MemBytes (0 = Config.DefaultMemBytes), Prewarm containers.
+	// 1000), MemBytes (0 = Config.DefaultMemBytes), Prewarm containers
+	// (started in the background: see Scheduler.prewarm).
 	EvRegister
 	// EvArrived queues invocation Inv of function Fn.
 	EvArrived

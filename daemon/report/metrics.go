@@ -57,6 +57,7 @@ type ModelInfo struct {
 	ContainersPerGPU int     `json:"containers_per_gpu"`
 	KeepAliveS       float64 `json:"keep_alive_s"`
 	MemoryManagement bool    `json:"memory_management"`
+	Prewarm          int     `json:"prewarm,omitempty"`
 }
 
 // Metrics is one policy's results.
@@ -105,12 +106,13 @@ func Workload(w *workload.Workload) WorkloadInfo {
 	return info
 }
 
-// Model describes the GPU model and scheduler settings shared by all policies.
-func Model(m sim.GPUModel, c core.Config) ModelInfo {
+// Model describes the GPU model and scheduler settings shared by all
+// policies, and the containers prewarmed per function.
+func Model(m sim.GPUModel, c core.Config, prewarm int) ModelInfo {
 	return ModelInfo{GPUs: c.GPUs, D: c.D, MemBytes: m.MemBytes, Slowdown2: m.Slowdown2, Slowdown6: m.Slowdown6,
 		LinkBytesPerS: m.LinkBytesPerSec, FaultBytesPerS: round(m.FaultBytesPerSec, 0), MonitorPeriodS: m.MonitorPeriod.Seconds(),
 		T: c.T.Seconds(), TTL: c.TTL, ContainersPerGPU: c.ContainersPerGPU, KeepAliveS: c.KeepAlive.Seconds(),
-		MemoryManagement: !c.NoMemoryManagement}
+		MemoryManagement: !c.NoMemoryManagement, Prewarm: prewarm}
 }
 
 // Compute derives a policy's metrics. Latency is end-to-end (arrival to

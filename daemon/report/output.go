@@ -77,9 +77,13 @@ func Table(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "workload: %s, %d functions, %d invocations over %.0fs (%.2f req/s, offered GPU util %.1f%%), seed %d\n",
 		s.Workload.Source, s.Workload.Functions, s.Workload.Invocations, s.Workload.DurationS, s.Workload.RatePerS,
 		100*s.Workload.OfferedUtil, s.Workload.Seed)
-	fmt.Fprintf(w, "gpu model: %d GPU(s), D=%d, %.0f GiB, slowdown 2/6 = %.2f/%.2f, link %.0f GB/s, T=%gs, TTL=%g\n\n",
+	fmt.Fprintf(w, "gpu model: %d GPU(s), D=%d, %.0f GiB, slowdown 2/6 = %.2f/%.2f, link %.0f GB/s, T=%gs, TTL=%g",
 		s.GPUModel.GPUs, s.GPUModel.D, float64(s.GPUModel.MemBytes)/(1<<30), s.GPUModel.Slowdown2, s.GPUModel.Slowdown6,
 		s.GPUModel.LinkBytesPerS/1e9, s.GPUModel.T, s.GPUModel.TTL)
+	if s.GPUModel.Prewarm > 0 {
+		fmt.Fprintf(w, ", prewarm %d per function", s.GPUModel.Prewarm)
+	}
+	fmt.Fprint(w, "\n\n")
 	width := len("mqfq-sticky")
 	for _, m := range s.Results {
 		width = max(width, len(m.Policy))

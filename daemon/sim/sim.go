@@ -54,6 +54,10 @@ type Options struct {
 	// MaxTime stops a run that has not drained. Default 100 x the
 	// workload's duration.
 	MaxTime time.Duration
+	// Prewarm is how many containers of every function start at time 0
+	// (the warm pool's prewarm), as far as the pools allow; they are
+	// registered in the workload's order.
+	Prewarm int
 	// Observe, if set, is called after every input with the scheduler (for
 	// tests and debugging; it must not step it).
 	Observe func(now core.Time, s *core.Scheduler)
@@ -192,6 +196,9 @@ func Run(ctx context.Context, w *workload.Workload, opts Options) (*Result, erro
 	if err := opts.Model.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.Prewarm < 0 {
+		return nil, fmt.Errorf("prewarm %d: must not be negative", opts.Prewarm)
+	}
 	cfg := opts.Core
 	cfg.GPUMemBytes = opts.Model.MemBytes
 	cfg.MonitorPeriod = opts.Model.MonitorPeriod
@@ -213,7 +220,7 @@ func Run(ctx context.Context, w *workload.Workload, opts Options) (*Result, erro
 		e.gpus = append(e.gpus, &simGPU{idx: i, ctrs: map[core.CtrID]*simCtr{}})
 	}
 	for i, f := range w.Functions {
-		if err := e.step(core.Event{Kind: core.EvRegister, Fn: core.FnID(i), Name: f.Name, Bytes: f.MemBytes}); err != nil {
+		if err := e.step(core.Event{Kind: core.EvRegister, Fn: core.FnID(i), Name: f.Name, Bytes: f.MemBytes, Prewarm: opts.Prewarm}); err != nil {
 			return nil, err
 		}
 	}

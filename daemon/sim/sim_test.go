@@ -132,6 +132,59 @@ func TestRunDrainsAndConserves(t *testing.T) {
 	}
 }
 
+// TestPrewarm: with one container of every function started at time 0, a
+// function's first invocation that arrives after every prewarmed
+// container is ready does not wait for a cold start, under every policy;
+// without prewarm each one does.
+func TestPrewarm(t *testing.T) {
+	w, err := workload.Default(workload.Options{Duration: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slowest float64
+	for _, f := range w.Functions {
+		slowest = max(slowest, f.ColdSec)
+	}
+	ready := core.Time(time.Duration((slowest + 5) * 1e9)) // the starts share nothing but memory
+	for _, p := range core.Policies() {
+		t.Run(string(p), func(t *testing.T) {
+			for _, prewarm := range []int{0, 1} {
+				r, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{Policy: p}, Prewarm: prewarm})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Incomplete != 0 {
+					t.Fatalf("prewarm %d: %d invocations incomplete", prewarm, r.Incomplete)
+				}
+				if prewarm == 1 && r.ContainersStarted < len(w.Functions) {
+					t.Fatalf("prewarm 1: %d containers started for %d functions", r.ContainersStarted, len(w.Functions))
+				}
+				seen := make([]bool, len(w.Functions))
+				firsts, cold := 0, 0
+				for _, rec := range r.Records {
+					if seen[rec.Fn] {
+						continue
+					}
+					seen[rec.Fn] = true
+					if rec.Arrival < ready {
+						continue
+					}
+					firsts++
+					if rec.Cold {
+						cold++
+					}
+				}
+				if firsts == 0 {
+					t.Fatal("no first invocation arrives after the prewarmed containers are ready; the test checks nothing")
+				}
+				if want := map[int]int{0: firsts, 1: 0}[prewarm]; cold != want {
+					t.Errorf("prewarm %d: %d of %d first invocations after %v waited for a cold start, want %d", prewarm, cold, firsts, ready, want)
+				}
+			}
+		})
+	}
+}
+
 // TestSameInputsSameOutputs: the simulation is deterministic.
 func TestSameInputsSameOutputs(t *testing.T) {
 	w, err := workload.Default(workload.Options{Duration: time.Minute})
@@ -162,6 +215,9 @@ func TestRunRejectsBadModel(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Core: core.Config{D: -3}}); err == nil {
 		t.Fatal("Run accepted D=-3")
+	}
+	if _, err := Run(context.Background(), w, Options{Model: DefaultGPUModel(), Prewarm: -1}); err == nil {
+		t.Fatal("Run accepted a negative prewarm")
 	}
 }
 

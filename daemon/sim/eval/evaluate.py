@@ -238,6 +238,18 @@ for n in (1, 2, 4, 8, 16, 32, 64):
                        for p in POOLPOL])
 table(["pool"] + list(POOLPOL), rows)
 
+print("## Prewarm (one container of every function, started in the background from time 0; seeds 1-10, D = 2; "
+      "mean latency s / cold-start % / Jain)\n")
+rows = []
+PWPOL = ("fcfs", "batch", "mqfq-sticky", "sluice")
+for fp in ("0", "1"):
+    for n in (0, 1):
+        acc = seeds(f"prewarm{n}-fp{fp}", ",".join(PWPOL), "--prewarm", str(n), "--footprint-gb", fp)
+        rows.append(["catalog (3 GB)" if fp == "0" else f"{fp} GB", n] +
+                    [f"{f2(mean([r['mean_latency_s'] for r in acc[p]]))} / {mean([r['cold_start_pct'] for r in acc[p]]):.2f} / "
+                     f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in PWPOL])
+table(["footprint", "prewarm"] + list(PWPOL), rows)
+
 
 def dominance(acc):
     """Per-function comparison of sluice with mqfq-sticky over runs."""
