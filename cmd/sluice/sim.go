@@ -44,7 +44,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		selectCnt = fs.Int("select", 20, "MQFQ-Sticky candidate set size")
 		utilCap   = fs.Float64("util-cap", 0, "utilization cap 0-1 (0: off)")
 		ctrs      = fs.Int("containers", 32, "warm containers per GPU")
-		prewarm   = fs.Int("prewarm", 0, "containers of every function to start at time 0 (the warm pool's prewarm; as far as the pools allow)")
+		prewarm   = fs.Int("prewarm", 0, "containers of every function to prewarm: started in the background from time 0, only while no request is queued and as budget, pool room and memory allow (docs/EVALUATION.md, Prewarm)")
 		keepAlive = fs.Duration("keep-alive", 10*time.Minute, "stop containers idle this long")
 		noMem     = fs.Bool("no-memory-management", false, "no prefetch or eviction: pure demand paging")
 		memGiB    = fs.Float64("mem-gib", float64(def.MemBytes)/(1<<30), "GPU memory, GiB")

@@ -852,8 +852,9 @@ func TestAdaptiveDSkipsPagedRuns(t *testing.T) {
 
 // TestPrewarm: prewarm starts run in the background: at most D at a time
 // per GPU, never into memory that only evicting an Active flow's idle
-// container would free, and with a start budget of their own, so queued
-// work's starts never wait for them.
+// container would free, never while work is queued, and with a start
+// budget of their own, so queued work's starts do not wait for that
+// budget (prewarmEdges: failures, keep-alive, footprints, requests).
 func TestPrewarm(t *testing.T) {
 	for _, p := range []Policy{PolicyFCFS, PolicyMQFQSticky, PolicySluice} {
 		for _, tc := range []struct {
@@ -884,6 +885,7 @@ func TestPrewarm(t *testing.T) {
 				t.Fatalf("the queue empty: started %v, want y's prewarm [1]", fns)
 			}
 		})
+		t.Run(string(p)+"/edge cases", func(t *testing.T) { prewarmEdges(t, p) })
 		t.Run(string(p)+"/demand first", func(t *testing.T) {
 			s := mustNew(t, Config{Policy: p, D: 1, GPUMemBytes: 100e9})
 			for f := 0; f < 2; f++ {
@@ -949,4 +951,71 @@ func prewarmBackground(t *testing.T, p Policy, mem int64, atFirst int) {
 	if started != 5 {
 		t.Fatalf("prewarm started %d containers for 5 functions", started)
 	}
+}
+
+// prewarmEdges: a failed prewarm start frees its budget and is not retried;
+// a flow gets at most its prewarm count of prewarm starts, however often
+// keep-alive stops them; a footprint that does not fit does not hold back a
+// smaller one behind it; a request for a flow whose prewarm start is under
+// way waits for that container instead of starting another.
+func prewarmEdges(t *testing.T, p Policy) {
+	prewarmed := func(fn FnID, name string, bytes int64, n int) Event {
+		ev := Register(fn, name, 0, bytes)
+		ev.Prewarm = n
+		return ev
+	}
+	t.Run("failed start", func(t *testing.T) {
+		s := mustNew(t, Config{Policy: p, D: 1, GPUMemBytes: 100e9})
+		mustStep(t, s, 0, prewarmed(0, "a", 1e9, 1))
+		mustStep(t, s, 0, prewarmed(1, "b", 1e9, 1))
+		if fns, _ := starts(mustStep(t, s, 1, ContainerFailed(1, "test"))); !slices.Equal(fns, []FnID{1}) {
+			t.Fatalf("a's prewarm start failed: started %v, want b's [1] and no retry of a", fns)
+		}
+		if s.gpus[0].prewarming != 1 {
+			t.Fatalf("%d prewarm starts counted, want 1 (b's)", s.gpus[0].prewarming)
+		}
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		s := mustNew(t, Config{Policy: p, D: 2, ContainersPerGPU: 2, KeepAlive: time.Second, GPUMemBytes: 100e9})
+		_, pending := starts(mustStep(t, s, 0, prewarmed(0, "a", 1e9, 3)))
+		total := len(pending)
+		for at := 1.0; at < 20; at++ {
+			for _, c := range pending {
+				_, more := starts(mustStep(t, s, at, ContainerReady(c)))
+				total += len(more)
+			}
+			pending = pending[:0]
+			s.Tick(TimeOf(at + 0.5))
+			_, more := starts(s.Ready())
+			pending, total = append(pending, more...), total+len(more)
+		}
+		if total != 3 {
+			t.Fatalf("%d prewarm starts for Prewarm 3 over 20 keep-alive periods, want 3", total)
+		}
+	})
+	t.Run("big then small", func(t *testing.T) {
+		s := mustNew(t, Config{Policy: p, D: 2, GPUMemBytes: 10e9, TTL: 1000, TTLSet: true})
+		mustStep(t, s, 0, Register(0, "x", 0, 6e9))
+		_, xc := starts(mustStep(t, s, 0, Arrived(1, 0)))
+		mustStep(t, s, 1, ContainerReady(xc[0]))
+		mustStep(t, s, 2, Completed(1, time.Second, 0)) // x stays Active, its 6 GB resident
+		mustStep(t, s, 2, prewarmed(1, "big", 8e9, 1))
+		if fns, _ := starts(mustStep(t, s, 2, prewarmed(2, "small", 1e9, 1))); !slices.Equal(fns, []FnID{2}) {
+			t.Fatalf("4 GB free: started %v, want small's prewarm [2] (big's 8 GB does not fit)", fns)
+		}
+	})
+	t.Run("request waits for the prewarm start", func(t *testing.T) {
+		s := mustNew(t, Config{Policy: p, D: 2, GPUMemBytes: 100e9})
+		_, pc := starts(mustStep(t, s, 0, prewarmed(0, "a", 1e9, 1)))
+		if fns, _ := starts(mustStep(t, s, 0.5, Arrived(1, 0))); len(fns) != 0 {
+			t.Fatalf("a request for a flow whose prewarm start is under way started %v", fns)
+		}
+		var ran bool
+		for _, a := range mustStep(t, s, 1, ContainerReady(pc[0])).Actions {
+			ran = ran || (a.Kind == ActDispatch && a.Inv == 1 && a.Ctr == pc[0] && a.Cold)
+		}
+		if !ran {
+			t.Fatal("the request did not run (cold) in the prewarmed container once it was up")
+		}
+	})
 }

@@ -32,29 +32,36 @@ func (s *Scheduler) schedule() {
 	}
 }
 
-// startPrewarms starts prewarm containers in registration order while
-// gpuForPrewarm finds room, the first flow that finds none holding the rest
-// back (their turn comes when a start finishes or memory frees), so a pass
-// costs one search per start plus one. A flow leaves the list once it has
-// its prewarm count of containers, however they were started.
+// startPrewarms starts prewarm containers in registration order while some
+// GPU has prewarm budget and pool room. A flow whose footprint fits no
+// such GPU now is passed over and keeps its place (a smaller one behind it
+// may fit). A flow gets at most Register.Prewarm prewarm starts, fewer if
+// it already has that many containers however they were started, and then
+// leaves the list: containers stopped later are not prewarmed again.
 func (s *Scheduler) startPrewarms() {
-	for len(s.prewarm) > 0 {
-		f := s.prewarm[0]
-		if len(f.ctrs) < f.prewarm {
+	room := s.prewarmRoom()
+	if room < 0 {
+		return
+	}
+	n := 0
+	for _, f := range s.prewarm {
+		for room >= 0 && f.prewarmLeft > 0 && len(f.ctrs) < f.prewarm && min(f.mem, s.cfg.GPUMemBytes) <= room {
 			g := s.gpuForPrewarm(f)
-			if g == nil {
-				return
-			}
 			c := s.startContainer(f, g, true, roomNotActive)
 			c.prewarm = true
 			g.prewarming++
+			f.prewarmLeft--
+			room = s.prewarmRoom()
 		}
-		if len(f.ctrs) >= f.prewarm {
-			f.prewarm = 0
-			s.prewarm[0] = nil
-			s.prewarm = s.prewarm[1:]
+		if f.prewarmLeft > 0 && len(f.ctrs) < f.prewarm {
+			s.prewarm[n] = f
+			n++
+		} else {
+			f.prewarm, f.prewarmLeft = 0, 0
 		}
 	}
+	clear(s.prewarm[n:])
+	s.prewarm = s.prewarm[:n]
 }
 
 // prewarmDone releases c's prewarm start budget once c is up or failed.
@@ -65,30 +72,44 @@ func (s *Scheduler) prewarmDone(c *container) {
 	}
 }
 
-// gpuForPrewarm picks the GPU for a prewarm start: fewer than D prewarm
-// starts in flight (a budget of their own), pool room without stopping any container, and memory that is
-// free or held by idle containers of flows that are not Active (a
-// footprint larger than the GPU waits for an empty one). Among those, the
-// one with the most free memory.
+// prewarmRoom returns the most memory a prewarm start could have on a GPU
+// with prewarm budget (fewer than D prewarm starts in flight) and pool
+// room (without stopping any container): memory that is free or held by
+// idle containers of flows that are not Active. -1 if no GPU has budget
+// and pool room; the GPU's whole memory without memory management.
+func (s *Scheduler) prewarmRoom() int64 {
+	room := int64(-1)
+	for _, g := range s.gpus {
+		room = max(room, s.prewarmFree(g))
+	}
+	return room
+}
+
+// prewarmFree is prewarmRoom for one GPU.
+func (s *Scheduler) prewarmFree(g *gpu) int64 {
+	if g.prewarming >= s.cfg.D || len(g.ctrs) >= s.cfg.ContainersPerGPU {
+		return -1
+	}
+	if s.cfg.NoMemoryManagement {
+		return s.cfg.GPUMemBytes
+	}
+	free := s.cfg.GPUMemBytes - g.resident
+	for _, c := range g.ctrs {
+		if c.state == ctrIdle && c.resident && c.moving == 0 && c.f.state != Active {
+			free += c.bytes
+		}
+	}
+	return free
+}
+
+// gpuForPrewarm picks the GPU for f's prewarm start: the one with the most
+// prewarmFree memory, if f's footprint fits it (a footprint larger than the
+// GPU needs an empty one).
 func (s *Scheduler) gpuForPrewarm(f *flow) *gpu {
 	var best *gpu
-	var bestFree int64
+	bestFree := min(f.mem, s.cfg.GPUMemBytes) - 1
 	for _, g := range s.gpus {
-		if g.prewarming >= s.cfg.D || len(g.ctrs) >= s.cfg.ContainersPerGPU {
-			continue
-		}
-		free := s.cfg.GPUMemBytes - g.resident
-		if !s.cfg.NoMemoryManagement {
-			for _, c := range g.ctrs {
-				if c.state == ctrIdle && c.resident && c.moving == 0 && c.f.state != Active {
-					free += c.bytes
-				}
-			}
-			if free < min(f.mem, s.cfg.GPUMemBytes) {
-				continue
-			}
-		}
-		if best == nil || free > bestFree {
+		if free := s.prewarmFree(g); free > bestFree {
 			best, bestFree = g, free
 		}
 	}
@@ -184,6 +205,9 @@ func (s *Scheduler) ready(f *flow) bool {
 		idle.ahead = true
 		idle.g.ahead++
 		return false
+	}
+	if s.noTokenColdStart() && f.unboundStart() != nil {
+		return true // its head waits for the prewarm start under way
 	}
 	if s.noTokenColdStart() && s.gpuForBoundStart(f, false) == nil {
 		return false // no GPU can take another cold start now
@@ -285,10 +309,15 @@ func (s *Scheduler) serve(f *flow, batch int) {
 		if s.noTokenColdStart() {
 			// Cold start without a slot: the request is popped (its flow is
 			// charged, as if it ran) and bound to the new container, which
-			// takes a slot once it is up.
-			g = s.gpuForBoundStart(f, false)
+			// takes a slot once it is up. A prewarm start under way is that
+			// container if there is one.
+			if c = f.unboundStart(); c == nil {
+				g = s.gpuForBoundStart(f, false)
+			}
 			r := s.pop(f)
-			c = s.startContainer(f, g, false, roomAny)
+			if c == nil {
+				c = s.startContainer(f, g, false, roomAny)
+			}
 			c.bound, c.boundReq, c.batchLeft = true, r, batch-1
 			s.live[r.inv] = c
 			return

@@ -80,16 +80,17 @@ type flow struct {
 	ttlArmed bool
 	ttlAt    Time
 
-	ctrs       []*container
-	starting   int     // containers starting
-	coldSec    float64 // observed cold-start seconds (EWMA), 0 = unknown
-	swapSec    float64 // observed swap-in seconds (EWMA), 0 = unknown
-	failStreak int
-	coldAheadQ bool    // listed in Scheduler.coldAhead
-	prewarm    int     // Register.Prewarm while listed in Scheduler.prewarm, else 0
-	warmNow    bool    // scratch for mqfqSticky.pick (WarmFirst, pools full): idleWithSlot
-	rr         float64 // scratch for mqfqSticky.pick (ResponseRatio): responseRatio
-	deficit    float64 // PolicySJF
+	ctrs        []*container
+	starting    int     // containers starting
+	coldSec     float64 // observed cold-start seconds (EWMA), 0 = unknown
+	swapSec     float64 // observed swap-in seconds (EWMA), 0 = unknown
+	failStreak  int
+	coldAheadQ  bool    // listed in Scheduler.coldAhead
+	prewarm     int     // Register.Prewarm while listed in Scheduler.prewarm, else 0
+	prewarmLeft int     // prewarm starts it may still get
+	warmNow     bool    // scratch for mqfqSticky.pick (WarmFirst, pools full): idleWithSlot
+	rr          float64 // scratch for mqfqSticky.pick (ResponseRatio): responseRatio
+	deficit     float64 // PolicySJF
 }
 
 // meanIAT returns the flow's mean inter-arrival time in seconds (0 if fewer
@@ -99,6 +100,17 @@ func (f *flow) meanIAT() float64 {
 		return 0
 	}
 	return (f.lastArr - f.firstArr).Seconds() / float64(f.nArr-1)
+}
+
+// unboundStart returns a container of f that is starting with no request
+// bound to it (a prewarm start), or nil.
+func (f *flow) unboundStart() *container {
+	for _, c := range f.ctrs {
+		if c.state == ctrStarting && !c.bound {
+			return c
+		}
+	}
+	return nil
 }
 
 // idleContainer returns f's best idle container on g (nil: any GPU):

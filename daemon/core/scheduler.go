@@ -45,9 +45,12 @@ type Scheduler struct {
 	// prewarm: registered flows with containers still to prewarm, in
 	// registration order. Prewarming is background work: it starts only
 	// while no request is queued, at most D prewarm starts in flight per
-	// GPU (a budget of their own: queued work's starts never wait for
-	// them), only into free pool room, and only into memory that is free
-	// or held by idle containers of flows that are not Active. Starting
+	// GPU (a budget of their own, so queued work's starts never wait for
+	// that budget; a prewarm start does hold its pool place and memory
+	// until it is up), only into free pool room, and only into memory that
+	// is free or held by idle containers of flows that are not Active. A
+	// request for a flow whose prewarm start is under way is bound to that
+	// container rather than cold-starting another. Starting
 	// every registered function at once would put all their footprints on
 	// the device together (a container initializes on the GPU),
 	// oversubscribing it for the first seconds of a run; prewarming while
@@ -198,7 +201,7 @@ func (s *Scheduler) register(ev Event) error {
 	s.flows[ev.Fn] = f
 	s.nFlows++
 	if ev.Prewarm > 0 {
-		f.prewarm = ev.Prewarm
+		f.prewarm, f.prewarmLeft = ev.Prewarm, ev.Prewarm
 		s.prewarm = append(s.prewarm, f)
 	}
 	return nil

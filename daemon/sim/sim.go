@@ -54,9 +54,10 @@ type Options struct {
 	// MaxTime stops a run that has not drained. Default 100 x the
 	// workload's duration.
 	MaxTime time.Duration
-	// Prewarm is how many containers of every function start at time 0
-	// (the warm pool's prewarm), as far as the pools allow; they are
-	// registered in the workload's order.
+	// Prewarm is Register.Prewarm for every function (registered in the
+	// workload's order at time 0): the core starts that many containers
+	// of each in the background, while no request is queued and as its
+	// prewarm budget, pool room and memory allow.
 	Prewarm int
 	// Observe, if set, is called after every input with the scheduler (for
 	// tests and debugging; it must not step it).
