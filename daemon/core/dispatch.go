@@ -384,9 +384,10 @@ func (s *Scheduler) gpuForCold(f *flow) *gpu {
 }
 
 // gpuForBoundStart picks the GPU for a cold start without a slot: at most
-// D such starts in flight per GPU (the budget the slots gave the
-// reference; prewarm starts do not count), room in the pool, and room in memory once idle containers
-// are evicted (never oversubscribe for a container that is not running).
+// D such starts in flight per GPU (the budget the slots gave the reference;
+// prewarm starts do not count), room in the pool, and room in memory once
+// idle containers are evicted (never oversubscribe for a container that is
+// not running).
 // A speculative start (ColdAhead) may stop only an Inactive flow's idle
 // container: it must not cost a flow that may run soon its warm container
 // for a start that no policy decision asked for yet.
