@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// randomTrace drives cfg with nFn functions (random weights, GPU times and
-// footprints) and nInv arrivals, answering actions in random order and
-// advancing time randomly, then drains. It returns the driver.
+// randomTrace drives cfg with nFn functions (random weights, GPU times,
+// footprints and, for one in four, one or two prewarmed containers) and
+// nInv arrivals, answering actions in random order and advancing time
+// randomly, then drains. It returns the driver.
 func randomTrace(t *testing.T, cfg Config, seed uint64, nFn, nInv int, check func(*driver)) *driver {
 	t.Helper()
 	return randomTraceWith(t, cfg, seed, nFn, nInv, nil, check)
@@ -31,7 +32,11 @@ func randomTraceWith(t *testing.T, cfg Config, seed uint64, nFn, nInv int, setup
 		if d.rng.IntN(4) == 0 {
 			w = float64(1 + d.rng.IntN(3))
 		}
-		d.step(Event{Kind: EvRegister, Fn: FnID(f), Name: fmt.Sprintf("f%d", f), Weight: w, Bytes: int64(1+d.rng.IntN(6)) * 1e9})
+		prewarm := 0
+		if d.rng.IntN(4) == 0 {
+			prewarm = 1 + d.rng.IntN(2)
+		}
+		d.step(Event{Kind: EvRegister, Fn: FnID(f), Name: fmt.Sprintf("f%d", f), Weight: w, Bytes: int64(1+d.rng.IntN(6)) * 1e9, Prewarm: prewarm})
 	}
 	d.check = check
 	gt := func(a Action) time.Duration { return gpu[a.Fn] }
