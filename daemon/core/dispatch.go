@@ -39,19 +39,18 @@ func (s *Scheduler) schedule() {
 // it already has that many containers however they were started, and then
 // leaves the list: containers stopped later are not prewarmed again.
 func (s *Scheduler) startPrewarms() {
-	room := s.prewarmRoom()
-	if room < 0 {
+	g, room := s.prewarmRoom()
+	if g == nil || room < 0 {
 		return
 	}
 	n := 0
 	for _, f := range s.prewarm {
-		for room >= 0 && f.prewarmLeft > 0 && len(f.ctrs) < f.prewarm && min(f.mem, s.cfg.GPUMemBytes) <= room {
-			g := s.gpuForPrewarm(f)
+		for g != nil && f.prewarmLeft > 0 && len(f.ctrs) < f.prewarm && min(f.mem, s.cfg.GPUMemBytes) <= room {
 			c := s.startContainer(f, g, true, roomNotActive)
 			c.prewarm = true
 			g.prewarming++
 			f.prewarmLeft--
-			room = s.prewarmRoom()
+			g, room = s.prewarmRoom()
 		}
 		if f.prewarmLeft > 0 && len(f.ctrs) < f.prewarm {
 			s.prewarm[n] = f
@@ -72,48 +71,29 @@ func (s *Scheduler) prewarmDone(c *container) {
 	}
 }
 
-// prewarmRoom returns the most memory a prewarm start could have on a GPU
-// with prewarm budget (fewer than D prewarm starts in flight) and pool
-// room (without stopping any container): memory that is free or held by
-// idle containers of flows that are not Active. -1 if no GPU has budget
-// and pool room; the GPU's whole memory without memory management.
-func (s *Scheduler) prewarmRoom() int64 {
-	room := int64(-1)
-	for _, g := range s.gpus {
-		room = max(room, s.prewarmFree(g))
-	}
-	return room
-}
-
-// prewarmFree is prewarmRoom for one GPU.
-func (s *Scheduler) prewarmFree(g *gpu) int64 {
-	if g.prewarming >= s.cfg.D || len(g.ctrs) >= s.cfg.ContainersPerGPU {
-		return -1
-	}
-	if s.cfg.NoMemoryManagement {
-		return s.cfg.GPUMemBytes
-	}
-	free := s.cfg.GPUMemBytes - g.resident
-	for _, c := range g.ctrs {
-		if c.state == ctrIdle && c.resident && c.moving == 0 && c.f.state != Active {
-			free += c.bytes
-		}
-	}
-	return free
-}
-
-// gpuForPrewarm picks the GPU for f's prewarm start: the one with the most
-// prewarmFree memory, if f's footprint fits it (a footprint larger than the
-// GPU needs an empty one).
-func (s *Scheduler) gpuForPrewarm(f *flow) *gpu {
+// prewarmRoom returns the GPU where a prewarm start could have the most
+// memory, and that memory: among GPUs with prewarm budget (fewer than D
+// prewarm starts in flight) and pool room (without stopping any
+// container), memory that is free or held by idle containers of flows
+// that are not Active (the GPU's whole memory without memory management;
+// a footprint larger than the GPU needs an empty one). nil if no GPU has
+// budget and pool room.
+func (s *Scheduler) prewarmRoom() (*gpu, int64) {
 	var best *gpu
-	bestFree := min(f.mem, s.cfg.GPUMemBytes) - 1
+	var room int64
 	for _, g := range s.gpus {
-		if free := s.prewarmFree(g); free > bestFree {
-			best, bestFree = g, free
+		if g.prewarming >= s.cfg.D || len(g.ctrs) >= s.cfg.ContainersPerGPU {
+			continue
+		}
+		free := s.cfg.GPUMemBytes
+		if !s.cfg.NoMemoryManagement {
+			free = s.roomFor(g, roomNotActive)
+		}
+		if best == nil || free > room {
+			best, room = g, free
 		}
 	}
-	return best
+	return best, room
 }
 
 // slotFree reports whether g can take one more invocation.
@@ -402,15 +382,9 @@ func (s *Scheduler) gpuForBoundStart(f *flow, speculative bool) *gpu {
 			continue
 		}
 		if !s.cfg.NoMemoryManagement {
-			free := s.cfg.GPUMemBytes - g.resident
-			for _, c := range g.ctrs {
-				if c.state == ctrIdle && c.resident && c.moving == 0 {
-					free += c.bytes
-				}
-			}
 			// A footprint larger than the whole GPU never fits: start it
 			// anyway (demand paging) rather than never.
-			if free < f.mem && f.mem <= s.cfg.GPUMemBytes {
+			if s.roomFor(g, roomAny) < f.mem && f.mem <= s.cfg.GPUMemBytes {
 				continue
 			}
 		}
@@ -592,6 +566,25 @@ func (s *Scheduler) fitMemory(g *gpu) {
 	s.makeRoom(g, 0, nil, roomAny)
 }
 
+// victim reports whether makeRoom may evict c in mode: an idle container
+// whose memory has landed, filtered by mode.
+func victim(c *container, mode int) bool {
+	return c.state == ctrIdle && c.resident && c.moving == 0 &&
+		(mode != roomNotActive || c.f.state != Active) && (mode != roomNotQueued || c.f.q.len() == 0)
+}
+
+// roomFor returns the memory g would have free once makeRoom evicted every
+// victim of mode.
+func (s *Scheduler) roomFor(g *gpu, mode int) int64 {
+	free := s.cfg.GPUMemBytes - g.resident
+	for _, c := range g.ctrs {
+		if victim(c, mode) {
+			free += c.bytes
+		}
+	}
+	return free
+}
+
 // makeRoom evicts idle resident containers of g (except keep) until need
 // more bytes fit, in victim-class then least-recently-used order. Memory
 // still moving is never a victim (that could ping-pong forever).
@@ -601,8 +594,7 @@ func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, mode int) {
 	}
 	v := s.victims[:0]
 	for _, c := range g.ctrs {
-		if c != keep && c.state == ctrIdle && c.resident && c.moving == 0 &&
-			(mode != roomNotActive || c.f.state != Active) && (mode != roomNotQueued || c.f.q.len() == 0) {
+		if c != keep && victim(c, mode) {
 			v = append(v, c)
 		}
 	}

@@ -185,7 +185,7 @@ type gpu struct {
 	used     int // D slots in use
 	starting int // containers starting
 	// prewarming: how many of them are prewarm starts, which have a
-	// budget of their own (prewarmFree) and do not count against queued
+	// budget of their own (prewarmRoom) and do not count against queued
 	// work's (gpuForBoundStart).
 	prewarming int
 	ahead      int   // ahead-prefetches pending
