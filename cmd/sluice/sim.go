@@ -157,7 +157,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := io.WriteString(csvFile, report.InvocationsHeader); err != nil {
 		return fmt.Errorf("write invocations.csv: %w", err)
 	}
-	summary := report.Summary{Workload: report.Workload(w)}
+	summary := report.Summary{Workload: report.Workload(w), IsolatedBound: report.IsolatedBound(w, *prewarm)}
 	var runs []report.Run
 	for i, sp := range specs {
 		cfg := sp.apply(base)

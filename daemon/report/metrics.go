@@ -14,6 +14,21 @@ type Summary struct {
 	Workload WorkloadInfo `json:"workload"`
 	GPUModel ModelInfo    `json:"gpu_model"`
 	Results  []Metrics    `json:"results"`
+	// IsolatedBound is the reference every policy is measured against.
+	IsolatedBound Bound `json:"isolated_bound"`
+}
+
+// Bound is the isolated bound of a workload: the latencies if every
+// invocation ran alone on its GPU the moment it arrived, with its memory in
+// place, and only each function's first invocation paid a cold start (none
+// with prewarm). Its mean latency is a lower bound for every policy (each
+// invocation's latency is at least its term); its variance and Jain's index
+// are the fairness of that schedule, not bounds: they say which way a
+// policy's fairness moves as it approaches the bound.
+type Bound struct {
+	MeanLatency           float64 `json:"mean_latency_s"`
+	InterfunctionVariance float64 `json:"interfunction_variance"`
+	JainFairness          float64 `json:"jain_fairness"`
 }
 
 // WorkloadInfo describes the workload.
@@ -170,6 +185,37 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 	m.InterfunctionVariance = round(variance(means), 4)
 	m.JainFairness = round(jain(slows), 4)
 	return m
+}
+
+// IsolatedBound computes w's Bound; prewarm > 0 drops the cold starts.
+func IsolatedBound(w *workload.Workload, prewarm int) Bound {
+	n := make([]int, len(w.Functions))
+	for _, inv := range w.Invocations {
+		n[inv.Fn]++
+	}
+	var b Bound
+	var means, slows []float64
+	total, count := 0.0, 0
+	for i, f := range w.Functions {
+		if n[i] == 0 {
+			continue
+		}
+		sum := float64(n[i]) * f.WarmSec
+		if prewarm == 0 {
+			sum += f.ColdSec
+		}
+		total += sum
+		count += n[i]
+		mu := sum / float64(n[i])
+		means = append(means, mu)
+		slows = append(slows, mu/f.WarmSec)
+	}
+	if count > 0 {
+		b.MeanLatency = round(total/float64(count), 4)
+	}
+	b.InterfunctionVariance = round(variance(means), 4)
+	b.JainFairness = round(jain(slows), 4)
+	return b
 }
 
 func mean(xs []float64) float64 {

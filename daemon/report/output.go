@@ -93,4 +93,7 @@ func Table(w io.Writer, s Summary) {
 		fmt.Fprintf(w, "%-*s %4d/%-4d %9.3f %9.3f %9.3f %9.3f %7.2f %7.1f %10.2f %6.3f\n", width, m.Policy, m.Completed, m.Invocations,
 			m.MeanLatency, m.P50Latency, m.P99Latency, m.MeanQueue, m.ColdStartPct, 100*m.GPUUtilization, m.InterfunctionVariance, m.JainFairness)
 	}
+	b := s.IsolatedBound
+	fmt.Fprintf(w, "%-*s %9s %9.3f %9s %9s %9s %7s %7s %10.2f %6.3f\n", width, "(isolated)", "", b.MeanLatency, "", "", "", "", "",
+		b.InterfunctionVariance, b.JainFairness)
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -62,5 +63,53 @@ func TestCompute(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 4 || lines[0] != "x,0,a,0.000000,1.000000,1.000000,2.000000,true,1.000000,2.000000" || !strings.HasSuffix(lines[3], ",false,6.000000,") {
 		t.Errorf("invocations.csv:\n%s", buf.String())
+	}
+}
+
+func TestIsolatedBound(t *testing.T) {
+	w := &workload.Workload{
+		Functions:   []workload.Function{{Name: "a", WarmSec: 1, ColdSec: 3}, {Name: "b", WarmSec: 2, ColdSec: 2}, {Name: "idle", WarmSec: 1, ColdSec: 1}},
+		Invocations: []workload.Invocation{{Fn: 0}, {Fn: 1}, {Fn: 0}},
+	}
+	tests := []struct {
+		name    string
+		prewarm int
+		want    Bound
+	}{
+		// a: 4 s then 1 s (mean 2.5, slowdown 2.5); b: 4 s (slowdown 2).
+		{"cold", 0, Bound{MeanLatency: 3, InterfunctionVariance: 0.5625, JainFairness: round(4.5*4.5/(2*(2.5*2.5+2*2)), 4)}},
+		// No cold starts: a 1 s, 1 s; b 2 s.
+		{"prewarm", 1, Bound{MeanLatency: round(4/3.0, 4), InterfunctionVariance: 0.25, JainFairness: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IsolatedBound(w, tt.prewarm); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if got := IsolatedBound(&workload.Workload{}, 0); got != (Bound{}) {
+		t.Errorf("empty workload: %+v", got)
+	}
+}
+
+// TestIsolatedBoundIsABound: no policy's mean latency is below the bound.
+func TestIsolatedBoundIsABound(t *testing.T) {
+	w, err := workload.Default(workload.Options{Duration: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := IsolatedBound(w, 0)
+	if b.MeanLatency <= 0 {
+		t.Fatalf("bound %+v", b)
+	}
+	for _, p := range core.Policies() {
+		r, err := sim.Run(context.Background(), w, sim.Options{Model: sim.DefaultGPUModel(), Core: core.Config{Policy: p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := Compute(w, r, string(p)); m.MeanLatency < b.MeanLatency {
+			t.Errorf("%s: mean latency %g s, isolated bound %g s", p, m.MeanLatency, b.MeanLatency)
+		}
 	}
 }
