@@ -39,7 +39,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default --d + 1)")
 		t         = fs.Duration("t", 5*time.Second, "throttle threshold T (negative: off)")
 		ttl       = fs.Float64("ttl", -1.5, "anticipation TTL: seconds if >= 0, else |ttl| x mean inter-arrival time")
-		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement ("+strings.Join(improvementNames, ", ")+"); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
+		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement ("+strings.Join(improvementNames, ", ")+"), sluice:+a+b keeps only those, sluice:+default+evictahead adds one that is off by default (evictahead, prefetch); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
 		out       = fs.String("out", "", "output directory (required)")
 		selectCnt = fs.Int("select", 20, "MQFQ-Sticky candidate set size")
 		utilCap   = fs.Float64("util-cap", 0, "utilization cap 0-1 (0: off)")
@@ -261,7 +261,11 @@ type policySpec struct {
 	names    []string // improvement names
 }
 
-var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio", "firststarts"}
+var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio", "firststarts", "evictahead"}
+
+// defaultName, in a sluice:+name list, stands for every improvement sluice
+// has by default: sluice:+default+evictahead is sluice plus evictahead.
+const defaultName = "default"
 
 func parsePolicies(s string) ([]policySpec, error) {
 	var out []policySpec
@@ -279,11 +283,14 @@ func parsePolicies(s string) ([]policySpec, error) {
 		if rest, ok := strings.CutPrefix(item, "sluice:"); ok {
 			sp.policy, sp.custom = core.PolicySluice, true
 			if rest == "" || (rest[0] != '-' && rest[0] != '+') {
-				return nil, fmt.Errorf("policy %q: write sluice:-name[-name...] to drop improvements or sluice:+name[+name...] to keep only those", item)
+				return nil, fmt.Errorf("policy %q: write sluice:-name[-name...] to drop improvements or sluice:+name[+name...] to keep only those (+default: the default set)", item)
 			}
 			sp.only = rest[0] == '+'
+			if strings.ContainsRune(rest, '+') && strings.ContainsRune(rest, '-') {
+				return nil, fmt.Errorf("policy %q: mixes - and +: write sluice:-name[-name...] or sluice:+name[+name...] (+default: the default set)", item)
+			}
 			for _, d := range strings.FieldsFunc(rest, func(r rune) bool { return r == '-' || r == '+' }) {
-				if !slices.Contains(improvementNames, d) {
+				if !slices.Contains(improvementNames, d) && !(sp.only && d == defaultName) {
 					return nil, fmt.Errorf("policy %q: unknown improvement %q (want %s)", item, d, strings.Join(improvementNames, ", "))
 				}
 				sp.names = append(sp.names, d)
@@ -308,21 +315,22 @@ func (sp policySpec) apply(c core.Config) core.Config {
 	c.Policy, c.BatchCap, c.HoldColdSlot = sp.policy, sp.batchCap, sp.hold
 	if sp.custom {
 		// sluice:-a-b: the default set without a and b; sluice:+a+b: only a
-		// and b.
+		// and b; sluice:+default+a: the default set and a.
 		def := core.SluiceImprovements()
+		keepDefault := sp.only && slices.Contains(sp.names, defaultName)
 		for _, x := range []struct {
 			name string
 			v    *bool
 		}{{"memory", &def.MemoryAware}, {"costttl", &def.CostAwareTTL}, {"scalet", &def.ScaleT}, {"adaptived", &def.AdaptiveD},
-			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"firststarts", &def.FirstStarts}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}} {
+			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"firststarts", &def.FirstStarts}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}, {"evictahead", &def.EvictAhead}} {
 			if slices.Contains(sp.names, x.name) {
 				*x.v = sp.only
-			} else if sp.only {
+			} else if sp.only && !keepDefault {
 				*x.v = false
 			}
 		}
 		// coldahead is on by default and switched off by a negative field.
-		named := slices.Contains(sp.names, "coldahead")
+		named := slices.Contains(sp.names, "coldahead") || keepDefault
 		def.NoColdAhead = named != sp.only
 		c.Improvements = def
 		c.ImprovementsSet = true

@@ -25,6 +25,8 @@ func TestSimBadUsage(t *testing.T) {
 		{"unknown policy", []string{"--out", "x", "--policy", "lottery"}, "unknown policy"},
 		{"bad batch cap", []string{"--out", "x", "--policy", "batch:0"}, "batch cap"},
 		{"bad improvement", []string{"--out", "x", "--policy", "sluice:-magic"}, "unknown improvement"},
+		{"default dropped", []string{"--out", "x", "--policy", "sluice:-default"}, "unknown improvement"},
+		{"mixed signs", []string{"--out", "x", "--policy", "sluice:-ratio+evictahead"}, "mixes - and +"},
 		{"zero D", []string{"--out", "x", "--d", "0"}, "--d 0 must be at least 1"},
 		{"huge D", []string{"--out", "x", "--d", "5000"}, "D: 5000 not in"},
 		{"negative memory", []string{"--out", "x", "--mem-gib", "-1"}, "memory"},
@@ -55,7 +57,7 @@ func TestSimBadUsage(t *testing.T) {
 // TestParsePolicies: the :hold-cold suffix and the sluice improvement
 // syntax map onto the core's Config.
 func TestParsePolicies(t *testing.T) {
-	specs, err := parsePolicies("mqfq-sticky,mqfq-sticky:hold-cold,batch:4:hold-cold,sluice,sluice:-adaptived-memory,sluice:+prefetch,sluice:-coldahead,sluice:+coldahead+prefetch")
+	specs, err := parsePolicies("mqfq-sticky,mqfq-sticky:hold-cold,batch:4:hold-cold,sluice,sluice:-adaptived-memory,sluice:+prefetch,sluice:-coldahead,sluice:+coldahead+prefetch,sluice:+default+evictahead")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +70,8 @@ func TestParsePolicies(t *testing.T) {
 	noAD.AdaptiveD, noAD.MemoryAware = false, false
 	noColdAhead := core.SluiceImprovements()
 	noColdAhead.NoColdAhead = true
+	evictAhead := core.SluiceImprovements()
+	evictAhead.EvictAhead = true
 	for i, w := range []string{
 		fmt.Sprintf("mqfq-sticky cap=0 hold=false set=false %+v", core.Improvements{}),
 		fmt.Sprintf("mqfq-sticky cap=0 hold=true set=false %+v", core.Improvements{}),
@@ -77,6 +81,7 @@ func TestParsePolicies(t *testing.T) {
 		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", core.Improvements{PrefetchAhead: true, NoColdAhead: true}),
 		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", noColdAhead),
 		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", core.Improvements{PrefetchAhead: true}),
+		fmt.Sprintf("sluice cap=0 hold=false set=true %+v", evictAhead),
 	} {
 		if got[i] != w {
 			t.Errorf("policy %d: got %s, want %s", i, got[i], w)

@@ -1019,3 +1019,78 @@ func prewarmEdges(t *testing.T, p Policy) {
 		}
 	})
 }
+
+// TestEvictAhead: a queued request for a flow whose idle container was
+// evicted waits for a slot; with EvictAhead the scheduler makes room for
+// it at once, evicting the idle container of a flow with no queued work
+// whose forecast next use is farthest (and only as much as needed), so
+// the later dispatch waits for the swap-in alone.
+func TestEvictAhead(t *testing.T) {
+	const a, b, c, x = 0, 1, 2, 3
+	for _, on := range []bool{false, true} {
+		s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 12e9, TTL: 100, TTLSet: true,
+			ImprovementsSet: true, Improvements: Improvements{MemoryAware: true, EvictAhead: on}})
+		for f := FnID(0); f < 4; f++ {
+			mustStep(t, s, 0, Register(f, "f", 0, 4e9))
+		}
+		run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
+			mustStep(t, s, at, Arrived(inv, fn))
+			if ctr != 0 {
+				mustStep(t, s, at+0.5, ContainerReady(ctr))
+			}
+			mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
+		}
+		run(1, 1, c, 1)    // c1: c's container
+		run(2, 2, a, 2)    // c2: a's, seen once (no forecast)
+		run(10.5, 3, c, 0) // c: mean inter-arrival 9.5 s, next use forecast at 20 s
+		run(11.5, 4, b, 3) // c3: b's; the GPU is full (3 x 4 GB)
+		run(13.5, 5, b, 0) // b: forecast at 15.5 s
+		rd := mustStep(t, s, 14.2, Arrived(6, x))
+		if ev := evictions(rd); !slices.Equal(ev, []CtrID{2}) {
+			t.Fatalf("x's cold start evicted %v, want a's container (farthest forecast)", ev)
+		}
+		mustStep(t, s, 14.3, MemoryMoved(2, false))
+		mustStep(t, s, 14.7, ContainerReady(4)) // x runs and holds the only slot
+		rd = mustStep(t, s, 14.8, Arrived(7, a))
+		want := []CtrID(nil)
+		if on {
+			want = []CtrID{1} // c's (20 s) before b's (15.5 s), and one is enough
+		}
+		if ev := evictions(rd); !slices.Equal(ev, want) {
+			t.Fatalf("EvictAhead %v: a's queued request evicted %v, want %v", on, ev, want)
+		}
+		if on {
+			mustStep(t, s, 14.9, MemoryMoved(1, false))
+		}
+		// x completes: a runs. Without EvictAhead its swap-in must first
+		// evict (x's container, idle now and never forecast); with it the
+		// room is there.
+		rd = mustStep(t, s, 15, Completed(6, time.Second, 0))
+		var before []CtrID
+		for _, act := range rd.Actions {
+			if act.Kind == ActPrefetch && act.Ctr == 2 {
+				break
+			}
+			if act.Kind == ActEvict {
+				before = append(before, act.Ctr)
+			}
+		}
+		want = []CtrID{4}
+		if on {
+			want = nil
+		}
+		if !slices.Equal(before, want) {
+			t.Fatalf("EvictAhead %v: a's swap-in came after evicting %v, want %v (actions %v)", on, before, want, rd.Actions)
+		}
+	}
+}
+
+func evictions(rd Ready) []CtrID {
+	var out []CtrID
+	for _, a := range rd.Actions {
+		if a.Kind == ActEvict {
+			out = append(out, a.Ctr)
+		}
+	}
+	return out
+}

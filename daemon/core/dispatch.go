@@ -29,6 +29,9 @@ func (s *Scheduler) schedule() {
 	}
 	for _, g := range s.gpus {
 		s.fitMemory(g)
+		if s.cfg.Improvements.EvictAhead {
+			s.evictAhead(g)
+		}
 	}
 }
 
@@ -536,6 +539,7 @@ const (
 	roomAny       = iota // any idle container whose memory has landed
 	roomNotActive        // ... of a flow that is not Active
 	roomNotQueued        // ... of a flow with no queued work
+	roomLater            // ... of a flow with no queued work forecast to need it after Scheduler.laterThan
 )
 
 // nextUse forecasts when f next needs its memory: now if it has queued
@@ -568,9 +572,38 @@ func (s *Scheduler) fitMemory(g *gpu) {
 
 // victim reports whether makeRoom may evict c in mode: an idle container
 // whose memory has landed, filtered by mode.
-func victim(c *container, mode int) bool {
-	return c.state == ctrIdle && c.resident && c.moving == 0 &&
-		(mode != roomNotActive || c.f.state != Active) && (mode != roomNotQueued || c.f.q.len() == 0)
+func (s *Scheduler) victim(c *container, mode int) bool {
+	if c.state != ctrIdle || !c.resident || c.moving != 0 {
+		return false
+	}
+	switch mode {
+	case roomNotActive:
+		return c.f.state != Active
+	case roomNotQueued:
+		return c.f.q.len() == 0
+	case roomLater:
+		return c.f.q.len() == 0 && s.nextUse(c.f) > s.laterThan
+	}
+	return true
+}
+
+// evictAhead implements Improvements.EvictAhead on g.
+func (s *Scheduler) evictAhead(g *gpu) {
+	if s.cfg.NoMemoryManagement {
+		return
+	}
+	var want *container
+	for _, c := range g.ctrs {
+		if c.state != ctrIdle || c.resident || c.moving != 0 {
+			continue
+		}
+		if at := s.nextUse(c.f); at != Never && (want == nil || at < s.laterThan) {
+			want, s.laterThan = c, at
+		}
+	}
+	if want != nil {
+		s.makeRoom(g, want.bytes, want, roomLater)
+	}
 }
 
 // roomFor returns the memory g would have free once makeRoom evicted every
@@ -578,7 +611,7 @@ func victim(c *container, mode int) bool {
 func (s *Scheduler) roomFor(g *gpu, mode int) int64 {
 	free := s.cfg.GPUMemBytes - g.resident
 	for _, c := range g.ctrs {
-		if victim(c, mode) {
+		if s.victim(c, mode) {
 			free += c.bytes
 		}
 	}
@@ -594,7 +627,7 @@ func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, mode int) {
 	}
 	v := s.victims[:0]
 	for _, c := range g.ctrs {
-		if c != keep && victim(c, mode) {
+		if c != keep && s.victim(c, mode) {
 			v = append(v, c)
 		}
 	}

@@ -29,6 +29,7 @@ func FuzzStep(f *testing.F) {
 		{Policy: PolicyFCFS, D: 2, KeepAlive: time.Second},
 		{Policy: PolicyBatch, D: 1, BatchCap: 2},
 		{Policy: PolicySJF, D: 2, TTL: 0, TTLSet: true},
+		{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withEvictAhead()},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {

@@ -101,10 +101,17 @@ var propertyConfigs = []Config{
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{PrefetchAhead: true, Retag: true, MemoryAware: true}},
 	{Policy: PolicySluice, D: 1, ContainersPerGPU: 3, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: Improvements{WaitForBusy: true}},
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{NoColdAhead: true, Retag: true}},
+	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withEvictAhead()},
 	{Policy: PolicyFCFS, D: 2},
 	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
 	{Policy: PolicyBatch, D: 2, BatchCap: 3},
 	{Policy: PolicySJF, D: 2},
+}
+
+func withEvictAhead() Improvements {
+	imp := SluiceImprovements()
+	imp.EvictAhead = true
+	return imp
 }
 
 // TestPropertyNoStarvation: every invocation of a random trace is
@@ -229,6 +236,7 @@ func TestPropertyFairnessBound(t *testing.T) {
 			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true, AdaptiveD: true,
 				ShareSlots: true, ResponseRatio: true, WarmFirst: true}
 		}
+		cfg.Improvements.ScaleT, cfg.Improvements.ColdT = false, false // the bound is for a fixed T
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
 			since := map[FnID]Time{}

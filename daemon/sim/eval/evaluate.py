@@ -282,13 +282,14 @@ def jain_by_count(acc, least, pols=("mqfq-sticky", "sluice")):
 
 
 print("## Per-function slowdown, sluice vs mqfq-sticky (D = 2)\n")
-dom100 = seeds("dom100", "mqfq-sticky,sluice,sluice:-firststarts", seeds=range(1, 101))
+EA = "sluice:+default+evictahead"
+dom100 = seeds("dom100", "mqfq-sticky,sluice,sluice:-firststarts," + EA, seeds=range(1, 101))
 rows = [["default functions, seeds 1-100"] + dominance(dom100)]
 if os.path.isdir(AZURE):
-    domaz = seeds("domazure", "mqfq-sticky,sluice", "--trace", AZURE)
+    domaz = seeds("domazure", "mqfq-sticky,sluice," + EA, "--trace", AZURE)
     rows.append(["Azure sample, seeds 1-10"] + dominance(domaz))
 if os.path.isdir(ILUVATAR):
-    domil = seeds("domiluvatar", "mqfq-sticky,sluice", "--trace", ILUVATAR, "--target-util", "0.7", seeds=range(1, 2))
+    domil = seeds("domiluvatar", "mqfq-sticky,sluice," + EA, "--trace", ILUVATAR, "--target-util", "0.7", seeds=range(1, 2))
     rows.append(["Ilúvatar trace at 70%"] + dominance(domil))
 table(["workload", "functions whose mean slowdown sluice lowers", "worst function's mean slowdown, mqfq-sticky vs sluice (avg)",
        "runs where sluice's worst is lower", "Jain mqfq-sticky vs sluice"], rows)
@@ -308,7 +309,7 @@ def boundrow(label, name, seeds, acc):
     b = [BOUND[f"{name}-s{sd}"] for sd in seeds]
     row = [label, f"{mean([x['mean_latency_s'] for x in b]):.3f}", f"{mean([x['interfunction_variance'] for x in b]):.1f}",
            f"{mean([x['jain_fairness'] for x in b]):.3f}"]
-    for p in ("mqfq-sticky", "sluice"):
+    for p in ("mqfq-sticky", "sluice", EA):
         row.append(f"{mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
                    f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}")
     return row
@@ -324,7 +325,7 @@ if os.path.isdir(AZURE):
 if os.path.isdir(ILUVATAR):
     rows.append(boundrow("Ilúvatar trace at 70%", "domiluvatar", range(1, 2), domil))
 table(["workload", "bound: mean s", "bound: variance s²", "bound: Jain", "mqfq-sticky: mean s / variance / Jain",
-       "sluice: mean s / variance / Jain"], rows)
+       "sluice: mean s / variance / Jain", "sluice + evictahead: mean s / variance / Jain"], rows)
 bj = [BOUND[f"dom100-s{sd}"]["jain_fairness"] for sd in range(1, 101)]
 mj = [r["jain_fairness"] for r in dom100["mqfq-sticky"]]
 sj = [r["jain_fairness"] for r in dom100["sluice"]]
@@ -332,14 +333,25 @@ dj, dje = se([b - a for a, b in zip(mj, sj)])
 mv = [r["interfunction_variance"] for r in dom100["mqfq-sticky"]]
 sv = [r["interfunction_variance"] for r in dom100["sluice"]]
 dv, dve = se([b - a for a, b in zip(mv, sv)])
+ej = [r["jain_fairness"] for r in dom100[EA]]
+de, dee = se([b - a for a, b in zip(sj, ej)])
+dm, dme = se([b - a for a, b in zip(mj, ej)])
 print(f"Default functions, seeds 1-100, paired per seed (mean ± standard error): Jain sluice - mqfq-sticky {dj:+.4f} ± {dje:.4f}; "
       f"variance {dv:+.1f} ± {dve:.1f} s². The bound's Jain index is below mqfq-sticky's on "
-      f"{sum(b < m for b, m in zip(bj, mj))} of 100 seeds.\n")
+      f"{sum(b < m for b, m in zip(bj, mj))} of 100 seeds. evictahead's Jain minus sluice's {de:+.4f} ± {dee:.4f}, "
+      f"minus mqfq-sticky's {dm:+.4f} ± {dme:.4f}.\n")
 if os.path.isdir(ILUVATAR):
     print("Ilúvatar trace by offered load (mean s / variance s² / Jain; bound as in the table above):\n")
     rows = []
     for u in ("0.5", "0.6", "0.7", "0.8", "0.9"):
-        res, _ = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice")
+        res, _ = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice," + EA)
         rows.append([u] + [f"{res[p]['mean_latency_s']:.3f} / {res[p]['interfunction_variance']:.2f} / {res[p]['jain_fairness']:.3f}"
-                           for p in ("mqfq-sticky", "sluice")])
-    table(["offered util", "mqfq-sticky", "sluice"], rows)
+                           for p in ("mqfq-sticky", "sluice", EA)])
+    res, _ = sim("iluload-recorded", "--trace", ILUVATAR, "--policy", "mqfq-sticky,sluice," + EA)
+    rows.append(["as recorded (938%)"] + [f"{res[p]['mean_latency_s']:.1f} / {res[p]['interfunction_variance']:.0f} / {res[p]['jain_fairness']:.3f}"
+                                          for p in ("mqfq-sticky", "sluice", EA)])
+    table(["offered util", "mqfq-sticky", "sluice", "sluice + evictahead"], rows)
+    acc = seeds("ea-d3", "mqfq-sticky,sluice," + EA, "--d", "3")
+    print("D = 3, seeds 1-10 (mean s / variance / Jain): " + "; ".join(
+        f"{p} {mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
+        f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in ("mqfq-sticky", "sluice", EA)) + ".\n")
