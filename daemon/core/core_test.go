@@ -1082,6 +1082,18 @@ func TestEvictAhead(t *testing.T) {
 		if !slices.Equal(before, want) {
 			t.Fatalf("EvictAhead %v: a's swap-in came after evicting %v, want %v (actions %v)", on, before, want, rd.Actions)
 		}
+		// Room is made only from flows forecast after the container it is
+		// for: b's idle container (forecast 15.5 s) is a victim for one
+		// needed at 15.4 s, not for one needed at 15.6 s.
+		for _, tc := range []struct {
+			at   float64
+			want bool
+		}{{15.4, true}, {15.6, false}} {
+			s.laterThan = TimeOf(tc.at)
+			if got := s.victim(s.ctrs[3], roomLater); got != tc.want {
+				t.Errorf("b's container a victim for a forecast of %gs: %v, want %v", tc.at, got, tc.want)
+			}
+		}
 	}
 }
 
