@@ -286,14 +286,14 @@ func parsePolicies(s string) ([]policySpec, error) {
 				return nil, fmt.Errorf("policy %q: write sluice:-name[-name...] to drop improvements or sluice:+name[+name...] to keep only those (+default: the default set)", item)
 			}
 			sp.only = rest[0] == '+'
-			if strings.ContainsRune(rest, '+') && strings.ContainsRune(rest, '-') {
-				return nil, fmt.Errorf("policy %q: mixes - and +: write sluice:-name[-name...] or sluice:+name[+name...] (+default: the default set)", item)
-			}
 			for _, d := range strings.FieldsFunc(rest, func(r rune) bool { return r == '-' || r == '+' }) {
 				if !slices.Contains(improvementNames, d) && !(sp.only && d == defaultName) {
 					return nil, fmt.Errorf("policy %q: unknown improvement %q (want %s)", item, d, strings.Join(improvementNames, ", "))
 				}
 				sp.names = append(sp.names, d)
+			}
+			if strings.ContainsRune(rest, '+') && strings.ContainsRune(rest, '-') {
+				return nil, fmt.Errorf("policy %q: mixes - and +: write sluice:-name[-name...] or sluice:+name[+name...] (+default: the default set)", item)
 			}
 			out = append(out, sp)
 			continue

@@ -27,6 +27,7 @@ func TestSimBadUsage(t *testing.T) {
 		{"bad improvement", []string{"--out", "x", "--policy", "sluice:-magic"}, "unknown improvement"},
 		{"default dropped", []string{"--out", "x", "--policy", "sluice:-default"}, "unknown improvement"},
 		{"mixed signs", []string{"--out", "x", "--policy", "sluice:-ratio+evictahead"}, "mixes - and +"},
+		{"suffix on sluice", []string{"--out", "x", "--policy", "sluice:+prefetch:hold-cold"}, "unknown improvement"},
 		{"zero D", []string{"--out", "x", "--d", "0"}, "--d 0 must be at least 1"},
 		{"huge D", []string{"--out", "x", "--d", "5000"}, "D: 5000 not in"},
 		{"negative memory", []string{"--out", "x", "--mem-gib", "-1"}, "memory"},

@@ -69,15 +69,16 @@ type Improvements struct {
 	PrefetchAhead bool
 	// EvictAhead: after each dispatch pass, make room ahead of time for the
 	// idle, non-resident container whose flow is forecast to need it
-	// soonest (Scheduler.nextUse: now if it has queued work), by evicting
-	// idle containers of flows with no queued work that are forecast to be
-	// needed later, in makeRoom's order, until it would fit. Its dispatch
+	// soonest (Scheduler.expectedUse: now if it has queued work), by
+	// evicting idle containers of flows with no queued work that are
+	// forecast to be needed later, in makeRoom's order, if that makes it
+	// fit. Its dispatch
 	// then waits for its swap-in only, not for an eviction followed by the
-	// swap-in. Off by default: it lowers latency and interfunction variance
-	// on every workload measured and raises Jain's index on the Ilúvatar
-	// trace, but lowers Jain's index on the default workload, where that
-	// index falls as waiting goes away (docs/EVALUATION.md, "Fairness
-	// beside the isolated bound").
+	// swap-in. Only a flow with queued work or a forecast still ahead
+	// counts, and not one with a resident idle container. Off by default:
+	// it lowers mean latency on every workload measured, but lowers Jain's
+	// index on the default workload (docs/EVALUATION.md, "Fairness beside
+	// the isolated bound").
 	EvictAhead bool
 	// AdaptiveD: choose each GPU's concurrency limit from measured
 	// slowdown instead of fixing it at D (reference section 6: "measured

@@ -1089,8 +1089,7 @@ func TestEvictAhead(t *testing.T) {
 			at   float64
 			want bool
 		}{{15.4, true}, {15.6, false}} {
-			s.laterThan = TimeOf(tc.at)
-			if got := s.victim(s.ctrs[3], roomLater); got != tc.want {
+			if got := s.victim(s.ctrs[3], roomLater(TimeOf(tc.at))); got != tc.want {
 				t.Errorf("b's container a victim for a forecast of %gs: %v, want %v", tc.at, got, tc.want)
 			}
 		}

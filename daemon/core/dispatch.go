@@ -418,7 +418,7 @@ func (s *Scheduler) poolRoom(g *gpu, speculative bool) bool {
 // used idle container (with speculative, of an Inactive flow) if the pool
 // is full, and making room in memory by evicting the idle containers room
 // allows (a makeRoom victim filter).
-func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool, room int) *container {
+func (s *Scheduler) startContainer(f *flow, g *gpu, speculative bool, room victimFilter) *container {
 	if len(g.ctrs) >= s.cfg.ContainersPerGPU {
 		var lru *container
 		for _, c := range g.ctrs {
@@ -534,13 +534,29 @@ func (s *Scheduler) victimClass(c *container) int {
 	return 2
 }
 
-// Victim filters for makeRoom.
+// victimFilter selects makeRoom's and roomFor's candidates: idle containers
+// whose memory has landed, and of those, by kind:
+type victimFilter struct {
+	kind  uint8
+	after Time // roomLater: forecast to be needed after this time
+}
+
 const (
-	roomAny       = iota // any idle container whose memory has landed
-	roomNotActive        // ... of a flow that is not Active
-	roomNotQueued        // ... of a flow with no queued work
-	roomLater            // ... of a flow with no queued work forecast to need it after Scheduler.laterThan
+	kAny       = iota // any of them
+	kNotActive        // of a flow that is not Active
+	kNotQueued        // of a flow with no queued work
+	kLater            // of a flow with no queued work forecast to need it after victimFilter.after
 )
+
+var (
+	roomAny       = victimFilter{kind: kAny}
+	roomNotActive = victimFilter{kind: kNotActive}
+	roomNotQueued = victimFilter{kind: kNotQueued}
+)
+
+// roomLater: victims of flows with no queued work that are forecast to be
+// needed after t.
+func roomLater(t Time) victimFilter { return victimFilter{kind: kLater, after: t} }
 
 // nextUse forecasts when f next needs its memory: now if it has queued
 // work, else its last arrival plus its mean inter-arrival time (never for a
@@ -570,48 +586,72 @@ func (s *Scheduler) fitMemory(g *gpu) {
 	s.makeRoom(g, 0, nil, roomAny)
 }
 
-// victim reports whether makeRoom may evict c in mode: an idle container
-// whose memory has landed, filtered by mode.
-func (s *Scheduler) victim(c *container, mode int) bool {
+// victim reports whether makeRoom may evict c under filter v.
+func (s *Scheduler) victim(c *container, v victimFilter) bool {
 	if c.state != ctrIdle || !c.resident || c.moving != 0 {
 		return false
 	}
-	switch mode {
-	case roomNotActive:
+	switch v.kind {
+	case kNotActive:
 		return c.f.state != Active
-	case roomNotQueued:
+	case kNotQueued:
 		return c.f.q.len() == 0
-	case roomLater:
-		return c.f.q.len() == 0 && s.nextUse(c.f) > s.laterThan
+	case kLater:
+		return c.f.q.len() == 0 && s.nextUse(c.f) > v.after
 	}
 	return true
 }
 
-// evictAhead implements Improvements.EvictAhead on g.
+// evictAhead implements Improvements.EvictAhead on g: it makes room for the
+// idle, non-resident container that will be needed soonest (expectedUse),
+// if evicting containers forecast to be needed later can make it.
 func (s *Scheduler) evictAhead(g *gpu) {
 	if s.cfg.NoMemoryManagement {
 		return
 	}
 	var want *container
+	var at Time
 	for _, c := range g.ctrs {
 		if c.state != ctrIdle || c.resident || c.moving != 0 {
 			continue
 		}
-		if at := s.nextUse(c.f); at != Never && (want == nil || at < s.laterThan) {
-			want, s.laterThan = c, at
+		if t, ok := s.expectedUse(c); ok && (want == nil || t < at) {
+			want, at = c, t
 		}
 	}
-	if want != nil {
-		s.makeRoom(g, want.bytes, want, roomLater)
+	if want == nil || g.resident+want.bytes <= s.cfg.GPUMemBytes || s.roomFor(g, roomLater(at)) < want.bytes {
+		return
 	}
+	s.makeRoom(g, want.bytes, want, roomLater(at))
+}
+
+// expectedUse returns when idle container c is expected to run next: now
+// if its flow has queued work, else its flow's forecast next arrival. Not
+// ok if that is unknown or already past (a flow that stopped arriving is
+// not waited for), or if the flow has a resident idle container, which its
+// next run would use instead.
+func (s *Scheduler) expectedUse(c *container) (Time, bool) {
+	f := c.f
+	if r := f.idleContainer(nil); r != nil && r.resident {
+		return 0, false
+	}
+	if f.q.len() > 0 {
+		return s.now, true
+	}
+	iat := f.meanIAT()
+	if iat == 0 {
+		return 0, false
+	}
+	t := f.lastArr.Add(time.Duration(iat * 1e9))
+	return t, t > s.now
 }
 
 // roomFor returns the memory g would have free once makeRoom evicted every
 // victim of mode.
-func (s *Scheduler) roomFor(g *gpu, mode int) int64 {
+func (s *Scheduler) roomFor(g *gpu, v victimFilter) int64 {
 	free := s.cfg.GPUMemBytes - g.resident
 	for _, c := range g.ctrs {
-		if s.victim(c, mode) {
+		if s.victim(c, v) {
 			free += c.bytes
 		}
 	}
@@ -621,13 +661,13 @@ func (s *Scheduler) roomFor(g *gpu, mode int) int64 {
 // makeRoom evicts idle resident containers of g (except keep) until need
 // more bytes fit, in victim-class then least-recently-used order. Memory
 // still moving is never a victim (that could ping-pong forever).
-func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, mode int) {
+func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, filter victimFilter) {
 	if g.resident+need <= s.cfg.GPUMemBytes {
 		return
 	}
 	v := s.victims[:0]
 	for _, c := range g.ctrs {
-		if c != keep && s.victim(c, mode) {
+		if c != keep && s.victim(c, filter) {
 			v = append(v, c)
 		}
 	}

@@ -232,11 +232,12 @@ func TestPropertyFairnessBound(t *testing.T) {
 			continue
 		}
 		if cfg.Policy == PolicySluice && !cfg.ImprovementsSet {
-			cfg.ImprovementsSet = true // ScaleT and ColdT make T vary; check the rest
-			cfg.Improvements = Improvements{MemoryAware: true, CostAwareTTL: true, WaitForBusy: true, Retag: true, PrefetchAhead: true, AdaptiveD: true,
-				ShareSlots: true, ResponseRatio: true, WarmFirst: true}
+			cfg.ImprovementsSet = true
+			cfg.Improvements = SluiceImprovements()
+			cfg.Improvements.PrefetchAhead = true
 		}
-		cfg.Improvements.ScaleT, cfg.Improvements.ColdT = false, false // the bound is for a fixed T
+		// ScaleT and ColdT make T vary; the bound is for a fixed T.
+		cfg.Improvements.ScaleT, cfg.Improvements.ColdT = false, false
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			// lastServiced of each flow when its current backlog began.
 			since := map[FnID]Time{}

@@ -35,9 +35,6 @@ type Scheduler struct {
 	walk    walker
 	cands   []*flow
 	victims []*container
-	// laterThan: roomLater's threshold (the forecast next use of the
-	// container EvictAhead makes room for).
-	laterThan Time
 	// boundReady: containers up after a cold start without a slot, whose
 	// bound request waits for one (oldest first).
 	boundReady []*container

@@ -14,7 +14,7 @@ type Summary struct {
 	Workload WorkloadInfo `json:"workload"`
 	GPUModel ModelInfo    `json:"gpu_model"`
 	Results  []Metrics    `json:"results"`
-	// IsolatedBound is the reference every policy is measured against.
+	// IsolatedBound is the workload's zero-wait schedule (Bound).
 	IsolatedBound Bound `json:"isolated_bound"`
 }
 
@@ -187,35 +187,53 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 	return m
 }
 
-// IsolatedBound computes w's Bound; prewarm > 0 drops the cold starts.
+// IsolatedBound computes w's Bound over all its invocations (a run that
+// does not drain reports its completed ones only); prewarm > 0 drops the
+// cold starts. It does not depend on arrival times.
 func IsolatedBound(w *workload.Workload, prewarm int) Bound {
+	terms := IsolatedLatencies(w, prewarm)
+	sum := make([]float64, len(w.Functions))
 	n := make([]int, len(w.Functions))
-	for _, inv := range w.Invocations {
+	for i, inv := range w.Invocations {
+		sum[inv.Fn] += terms[i]
 		n[inv.Fn]++
 	}
 	var b Bound
 	var means, slows []float64
-	total, count := 0.0, 0
 	for i, f := range w.Functions {
 		if n[i] == 0 {
 			continue
 		}
-		sum := float64(n[i]) * f.WarmSec
-		if prewarm == 0 {
-			sum += f.ColdSec
-		}
-		total += sum
-		count += n[i]
-		mu := sum / float64(n[i])
+		mu := sum[i] / float64(n[i])
 		means = append(means, mu)
 		slows = append(slows, mu/f.WarmSec)
 	}
-	if count > 0 {
-		b.MeanLatency = round(total/float64(count), 4)
+	if len(terms) > 0 {
+		b.MeanLatency = round(mean(terms), 4)
 	}
 	b.InterfunctionVariance = round(variance(means), 4)
 	b.JainFairness = round(jain(slows), 4)
 	return b
+}
+
+// IsolatedLatencies returns, by invocation index, each invocation's latency
+// in the isolated bound: its function's warm time, plus its cold start for
+// the function's first invocation unless prewarm > 0. In the simulator no
+// invocation finishes sooner: a function has no container before its first
+// arrival (without prewarm), a start takes its cold-start time, and sharing
+// the GPU or paging memory only slows execution down.
+func IsolatedLatencies(w *workload.Workload, prewarm int) []float64 {
+	out := make([]float64, len(w.Invocations))
+	seen := make([]bool, len(w.Functions))
+	for i, inv := range w.Invocations {
+		f := w.Functions[inv.Fn]
+		out[i] = f.WarmSec
+		if !seen[inv.Fn] && prewarm == 0 {
+			out[i] += f.ColdSec
+		}
+		seen[inv.Fn] = true
+	}
+	return out
 }
 
 func mean(xs []float64) float64 {

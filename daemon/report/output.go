@@ -84,7 +84,11 @@ func Table(w io.Writer, s Summary) {
 		fmt.Fprintf(w, ", prewarm %d per function", s.GPUModel.Prewarm)
 	}
 	fmt.Fprint(w, "\n\n")
-	width := len("mqfq-sticky")
+	label := "(isolated)"
+	if s.GPUModel.Prewarm > 0 {
+		label = "(isolated, no cold starts)"
+	}
+	width := max(len("mqfq-sticky"), len(label))
 	for _, m := range s.Results {
 		width = max(width, len(m.Policy))
 	}
@@ -94,6 +98,6 @@ func Table(w io.Writer, s Summary) {
 			m.MeanLatency, m.P50Latency, m.P99Latency, m.MeanQueue, m.ColdStartPct, 100*m.GPUUtilization, m.InterfunctionVariance, m.JainFairness)
 	}
 	b := s.IsolatedBound
-	fmt.Fprintf(w, "%-*s %9s %9.3f %9s %9s %9s %7s %7s %10.2f %6.3f\n", width, "(isolated)", "", b.MeanLatency, "", "", "", "", "",
+	fmt.Fprintf(w, "%-*s %9s %9.3f %9s %9s %9s %7s %7s %10.2f %6.3f\n", width, label, "", b.MeanLatency, "", "", "", "", "",
 		b.InterfunctionVariance, b.JainFairness)
 }

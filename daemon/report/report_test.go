@@ -93,23 +93,39 @@ func TestIsolatedBound(t *testing.T) {
 	}
 }
 
-// TestIsolatedBoundIsABound: no policy's mean latency is below the bound.
+// TestIsolatedBoundIsABound: no invocation under any policy finishes
+// sooner than its isolated-bound latency, with and without prewarm, on one
+// or two GPUs and without memory management.
 func TestIsolatedBoundIsABound(t *testing.T) {
 	w, err := workload.Default(workload.Options{Duration: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := IsolatedBound(w, 0)
-	if b.MeanLatency <= 0 {
+	if b := IsolatedBound(w, 0); b.MeanLatency <= 0 {
 		t.Fatalf("bound %+v", b)
 	}
-	for _, p := range core.Policies() {
-		r, err := sim.Run(context.Background(), w, sim.Options{Model: sim.DefaultGPUModel(), Core: core.Config{Policy: p}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := Compute(w, r, string(p)); m.MeanLatency < b.MeanLatency {
-			t.Errorf("%s: mean latency %g s, isolated bound %g s", p, m.MeanLatency, b.MeanLatency)
+	for _, tc := range []struct {
+		name    string
+		cfg     core.Config
+		prewarm int
+	}{
+		{"", core.Config{}, 0},
+		{" prewarm", core.Config{}, 1},
+		{" 2 gpus", core.Config{GPUs: 2}, 0},
+		{" no memory management", core.Config{NoMemoryManagement: true}, 0},
+	} {
+		terms := IsolatedLatencies(w, tc.prewarm)
+		for _, p := range core.Policies() {
+			tc.cfg.Policy = p
+			r, err := sim.Run(context.Background(), w, sim.Options{Model: sim.DefaultGPUModel(), Core: tc.cfg, Prewarm: tc.prewarm})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, rec := range r.Records {
+				if l := rec.End.Sub(rec.Arrival).Seconds(); !rec.Done() || l < terms[i]-1e-9 {
+					t.Fatalf("%s%s: invocation %d: latency %g s, isolated bound %g s", p, tc.name, i, l, terms[i])
+				}
+			}
 		}
 	}
 }

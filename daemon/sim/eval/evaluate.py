@@ -351,7 +351,7 @@ if os.path.isdir(ILUVATAR):
     rows.append(["as recorded (938%)"] + [f"{res[p]['mean_latency_s']:.1f} / {res[p]['interfunction_variance']:.0f} / {res[p]['jain_fairness']:.3f}"
                                           for p in ("mqfq-sticky", "sluice", EA)])
     table(["offered util", "mqfq-sticky", "sluice", "sluice + evictahead"], rows)
-    acc = seeds("ea-d3", "mqfq-sticky,sluice," + EA, "--d", "3")
-    print("D = 3, seeds 1-10 (mean s / variance / Jain): " + "; ".join(
-        f"{p} {mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
-        f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in ("mqfq-sticky", "sluice", EA)) + ".\n")
+acc = seeds("ea-d3", "mqfq-sticky,sluice," + EA, "--d", "3")
+print("D = 3, seeds 1-10 (mean s / variance / Jain): " + "; ".join(
+    f"{p} {mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
+    f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in ("mqfq-sticky", "sluice", EA)) + ".\n")
