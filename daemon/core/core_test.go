@@ -1096,6 +1096,50 @@ func TestEvictAhead(t *testing.T) {
 	}
 }
 
+// TestEvictAheadTarget: of two evicted idle containers, EvictAhead makes
+// room for the one whose flow is forecast sooner; a flow whose forecast
+// has passed, or that has a resident idle container, is not waited for.
+func TestEvictAheadTarget(t *testing.T) {
+	const a, b, x, y = 0, 1, 2, 3
+	s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 8e9, TTL: 100, TTLSet: true,
+		ImprovementsSet: true, Improvements: Improvements{MemoryAware: true}})
+	for f := FnID(0); f < 4; f++ {
+		mustStep(t, s, 0, Register(f, "f", 0, 4e9))
+	}
+	run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
+		mustStep(t, s, at, Arrived(inv, fn))
+		if ctr != 0 {
+			mustStep(t, s, at+0.5, ContainerReady(ctr))
+		}
+		mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
+	}
+	run(0, 1, a, 1)                         // c1
+	run(1, 2, b, 2)                         // c2
+	run(10, 3, a, 0)                        // a: forecast 20 s
+	run(16, 4, b, 0)                        // b: forecast 31 s
+	mustStep(t, s, 17, Arrived(5, x))       // evicts b's container (farthest)
+	mustStep(t, s, 17.5, ContainerReady(3)) // x runs on c3
+	mustStep(t, s, 17.6, Arrived(6, y))     // y's start evicts a's container
+	g := s.gpus[0]
+	for _, c := range []CtrID{1, 2} {
+		if s.ctrs[c].resident {
+			t.Fatalf("setup: container %d still resident", c)
+		}
+		mustStep(t, s, 17.7, MemoryMoved(c, false))
+	}
+	if c, at := s.aheadTarget(g); c == nil || c.id != 1 || at != TimeOf(20) {
+		t.Fatalf("target %v at %v, want a's container 1 at 20s", c, at)
+	}
+	s.Tick(TimeOf(25)) // a is overdue, b still ahead
+	if c, at := s.aheadTarget(g); c == nil || c.id != 2 || at != TimeOf(31) {
+		t.Fatalf("at 25s: target %v at %v, want b's container 2 at 31s", c, at)
+	}
+	s.Tick(TimeOf(32))
+	if c, _ := s.aheadTarget(g); c != nil {
+		t.Fatalf("at 32s: target %v, want none (both overdue)", c.id)
+	}
+}
+
 func evictions(rd Ready) []CtrID {
 	var out []CtrID
 	for _, a := range rd.Actions {

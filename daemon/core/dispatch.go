@@ -609,6 +609,16 @@ func (s *Scheduler) evictAhead(g *gpu) {
 	if s.cfg.NoMemoryManagement {
 		return
 	}
+	want, at := s.aheadTarget(g)
+	if want == nil || g.resident+want.bytes <= s.cfg.GPUMemBytes || s.roomFor(g, roomLater(at)) < want.bytes {
+		return
+	}
+	s.makeRoom(g, want.bytes, want, roomLater(at))
+}
+
+// aheadTarget returns g's idle, non-resident container expected to run
+// soonest, and when (nil if none is expected).
+func (s *Scheduler) aheadTarget(g *gpu) (*container, Time) {
 	var want *container
 	var at Time
 	for _, c := range g.ctrs {
@@ -619,10 +629,7 @@ func (s *Scheduler) evictAhead(g *gpu) {
 			want, at = c, t
 		}
 	}
-	if want == nil || g.resident+want.bytes <= s.cfg.GPUMemBytes || s.roomFor(g, roomLater(at)) < want.bytes {
-		return
-	}
-	s.makeRoom(g, want.bytes, want, roomLater(at))
+	return want, at
 }
 
 // expectedUse returns when idle container c is expected to run next: now
