@@ -77,23 +77,29 @@ type ModelInfo struct {
 
 // Metrics is one policy's results.
 type Metrics struct {
-	Policy                string        `json:"policy"`
-	Invocations           int           `json:"invocations"`
-	Completed             int           `json:"completed"`
-	MeanLatency           float64       `json:"mean_latency_s"`
-	P50Latency            float64       `json:"p50_latency_s"`
-	P99Latency            float64       `json:"p99_latency_s"`
-	MeanQueue             float64       `json:"mean_queue_s"`
-	ColdStarts            int           `json:"cold_starts"`
-	ColdStartPct          float64       `json:"cold_start_pct"`
-	GPUUtilization        float64       `json:"gpu_utilization"`
-	InterfunctionVariance float64       `json:"interfunction_variance"`
-	JainFairness          float64       `json:"jain_fairness"`
-	ContainersStarted     int           `json:"containers_started"`
-	Prefetches            int           `json:"prefetches"`
-	Evictions             int           `json:"evictions"`
-	MakespanS             float64       `json:"makespan_s"`
-	PerFunction           []FunctionMet `json:"per_function"`
+	Policy                string  `json:"policy"`
+	Invocations           int     `json:"invocations"`
+	Completed             int     `json:"completed"`
+	MeanLatency           float64 `json:"mean_latency_s"`
+	P50Latency            float64 `json:"p50_latency_s"`
+	P99Latency            float64 `json:"p99_latency_s"`
+	MeanQueue             float64 `json:"mean_queue_s"`
+	ColdStarts            int     `json:"cold_starts"`
+	ColdStartPct          float64 `json:"cold_start_pct"`
+	GPUUtilization        float64 `json:"gpu_utilization"`
+	InterfunctionVariance float64 `json:"interfunction_variance"`
+	JainFairness          float64 `json:"jain_fairness"`
+	// JainVsIsolated is Jain's index over each function's mean latency
+	// divided by its mean latency in the isolated bound (IsolatedLatencies,
+	// over the same completed invocations): how evenly functions are served
+	// relative to the best each could get, a function's unavoidable first
+	// cold start included in its best.
+	JainVsIsolated    float64       `json:"jain_vs_isolated"`
+	ContainersStarted int           `json:"containers_started"`
+	Prefetches        int           `json:"prefetches"`
+	Evictions         int           `json:"evictions"`
+	MakespanS         float64       `json:"makespan_s"`
+	PerFunction       []FunctionMet `json:"per_function"`
 }
 
 // FunctionMet is one function's results under a policy.
@@ -103,6 +109,9 @@ type FunctionMet struct {
 	MeanLatency  float64 `json:"mean_latency_s"`
 	P99Latency   float64 `json:"p99_latency_s"`
 	MeanSlowdown float64 `json:"mean_slowdown"`
+	// IsolatedMean is the function's mean latency in the isolated bound
+	// over the same invocations.
+	IsolatedMean float64 `json:"isolated_mean_s"`
 }
 
 // Workload describes w.
@@ -139,8 +148,14 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 	var lat []float64
 	perLat := make([][]float64, len(w.Functions))
 	perSlow := make([]float64, len(w.Functions))
+	perIso := make([]float64, len(w.Functions))
+	fns := make([]int, len(r.Records))
+	for i, rec := range r.Records {
+		fns[i] = rec.Fn
+	}
+	iso := isolated(w.Functions, fns, r.Prewarm)
 	queue := 0.0
-	for _, rec := range r.Records {
+	for i, rec := range r.Records {
 		if !rec.Done() {
 			continue
 		}
@@ -149,6 +164,7 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 		queue += rec.Dispatch.Sub(rec.Arrival).Seconds()
 		perLat[rec.Fn] = append(perLat[rec.Fn], l)
 		perSlow[rec.Fn] += l / w.Functions[rec.Fn].WarmSec
+		perIso[rec.Fn] += iso[i]
 		if rec.Cold {
 			m.ColdStarts++
 		}
@@ -169,7 +185,7 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 	if r.Makespan > 0 {
 		m.GPUUtilization = round(busy/(r.Makespan.Seconds()*float64(len(r.BusySec))), 4)
 	}
-	var means, slows []float64
+	var means, slows, vsIso []float64
 	for i, ls := range perLat {
 		if len(ls) == 0 {
 			continue
@@ -177,13 +193,17 @@ func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 		mu := mean(ls)
 		slices.Sort(ls)
 		sd := perSlow[i] / float64(len(ls))
+		isoMean := perIso[i] / float64(len(ls))
 		means = append(means, mu)
 		slows = append(slows, sd)
+		vsIso = append(vsIso, mu/isoMean)
 		m.PerFunction = append(m.PerFunction, FunctionMet{Function: w.Functions[i].Name, Invocations: len(ls),
-			MeanLatency: round(mu, 4), P99Latency: round(quantile(ls, 0.99), 4), MeanSlowdown: round(sd, 4)})
+			MeanLatency: round(mu, 4), P99Latency: round(quantile(ls, 0.99), 4), MeanSlowdown: round(sd, 4),
+			IsolatedMean: round(isoMean, 4)})
 	}
 	m.InterfunctionVariance = round(variance(means), 4)
 	m.JainFairness = round(jain(slows), 4)
+	m.JainVsIsolated = round(jain(vsIso), 4)
 	return m
 }
 
@@ -223,15 +243,25 @@ func IsolatedBound(w *workload.Workload, prewarm int) Bound {
 // arrival (without prewarm), a start takes its cold-start time, and sharing
 // the GPU or paging memory only slows execution down.
 func IsolatedLatencies(w *workload.Workload, prewarm int) []float64 {
-	out := make([]float64, len(w.Invocations))
-	seen := make([]bool, len(w.Functions))
+	fns := make([]int, len(w.Invocations))
 	for i, inv := range w.Invocations {
-		f := w.Functions[inv.Fn]
+		fns[i] = inv.Fn
+	}
+	return isolated(w.Functions, fns, prewarm)
+}
+
+// isolated returns the isolated-bound latency of invocations of fns (by
+// invocation index, in arrival order).
+func isolated(functions []workload.Function, fns []int, prewarm int) []float64 {
+	out := make([]float64, len(fns))
+	seen := make([]bool, len(functions))
+	for i, fn := range fns {
+		f := functions[fn]
 		out[i] = f.WarmSec
-		if !seen[inv.Fn] && prewarm == 0 {
+		if !seen[fn] && prewarm == 0 {
 			out[i] += f.ColdSec
 		}
-		seen[inv.Fn] = true
+		seen[fn] = true
 	}
 	return out
 }

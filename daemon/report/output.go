@@ -92,10 +92,11 @@ func Table(w io.Writer, s Summary) {
 	for _, m := range s.Results {
 		width = max(width, len(m.Policy))
 	}
-	fmt.Fprintf(w, "%-*s %9s %9s %9s %9s %9s %7s %7s %10s %6s\n", width, "policy", "done", "mean_s", "p50_s", "p99_s", "queue_s", "cold%", "util%", "fn_var_s2", "jain")
+	fmt.Fprintf(w, "%-*s %9s %9s %9s %9s %9s %7s %7s %10s %6s %8s\n", width, "policy", "done", "mean_s", "p50_s", "p99_s", "queue_s", "cold%", "util%", "fn_var_s2", "jain", "jain_iso")
 	for _, m := range s.Results {
-		fmt.Fprintf(w, "%-*s %4d/%-4d %9.3f %9.3f %9.3f %9.3f %7.2f %7.1f %10.2f %6.3f\n", width, m.Policy, m.Completed, m.Invocations,
-			m.MeanLatency, m.P50Latency, m.P99Latency, m.MeanQueue, m.ColdStartPct, 100*m.GPUUtilization, m.InterfunctionVariance, m.JainFairness)
+		fmt.Fprintf(w, "%-*s %4d/%-4d %9.3f %9.3f %9.3f %9.3f %7.2f %7.1f %10.2f %6.3f %8.3f\n", width, m.Policy, m.Completed, m.Invocations,
+			m.MeanLatency, m.P50Latency, m.P99Latency, m.MeanQueue, m.ColdStartPct, 100*m.GPUUtilization, m.InterfunctionVariance, m.JainFairness,
+			m.JainVsIsolated)
 	}
 	b := s.IsolatedBound
 	fmt.Fprintf(w, "%-*s %9s %9.3f %9s %9s %9s %7s %7s %10.2f %6.3f\n", width, label, "", b.MeanLatency, "", "", "", "", "",

@@ -35,7 +35,7 @@ func TestStats(t *testing.T) {
 func sec(s float64) core.Time { return core.TimeOf(s) }
 
 func TestCompute(t *testing.T) {
-	w := &workload.Workload{Duration: time.Minute, Functions: []workload.Function{{Name: "a", WarmSec: 1}, {Name: "b", WarmSec: 2}}}
+	w := &workload.Workload{Duration: time.Minute, Functions: []workload.Function{{Name: "a", WarmSec: 1, ColdSec: 1}, {Name: "b", WarmSec: 2}}}
 	r := &sim.Result{BusySec: []float64{5}, Makespan: sec(10), Records: []sim.Record{
 		{Inv: 0, Fn: 0, Arrival: sec(0), Dispatch: sec(1), Start: sec(1), End: sec(2), Cold: true}, // 2 s
 		{Inv: 1, Fn: 0, Arrival: sec(1), Dispatch: sec(2), Start: sec(2), End: sec(5)},             // 4 s
@@ -52,6 +52,11 @@ func TestCompute(t *testing.T) {
 	// Per-function means: a 3, b 6 -> variance 2.25. Slowdowns: a 3, b 3 -> Jain 1.
 	if m.InterfunctionVariance != 2.25 || m.JainFairness != 1 {
 		t.Errorf("variance %g jain %g", m.InterfunctionVariance, m.JainFairness)
+	}
+	// Isolated bound: a 2 s then 1 s (mean 1.5), b 2 s. Latency over it:
+	// a 2, b 3 -> Jain 25/26.
+	if m.PerFunction[0].IsolatedMean != 1.5 || m.PerFunction[1].IsolatedMean != 2 || m.JainVsIsolated != round(25.0/26, 4) {
+		t.Errorf("isolated means %g, %g, jain vs isolated %g", m.PerFunction[0].IsolatedMean, m.PerFunction[1].IsolatedMean, m.JainVsIsolated)
 	}
 	if m.GPUUtilization != 0.5 {
 		t.Errorf("utilization %g", m.GPUUtilization)

@@ -30,6 +30,7 @@ func (r Record) Done() bool { return r.End > 0 }
 type Result struct {
 	Policy  string
 	Config  core.Config
+	Prewarm int      // Options.Prewarm
 	Records []Record // by invocation index
 	// BusySec is, per GPU, the time at least one invocation ran.
 	BusySec []float64
@@ -212,7 +213,7 @@ func Run(ctx context.Context, w *workload.Workload, opts Options) (*Result, erro
 		opts.MaxTime = 100 * max(w.Duration, time.Minute)
 	}
 	e := &engine{observe: opts.Observe, m: opts.Model, w: w, s: s, noMem: cfg.NoMemoryManagement, ctrs: map[core.CtrID]*simCtr{}, wake: core.Never,
-		res: &Result{Policy: string(cfg.Policy), Config: cfg, Records: make([]Record, len(w.Invocations)), BusySec: make([]float64, cfg.GPUs)}}
+		res: &Result{Policy: string(cfg.Policy), Config: cfg, Prewarm: opts.Prewarm, Records: make([]Record, len(w.Invocations)), BusySec: make([]float64, cfg.GPUs)}}
 	e.slow = make([]float64, cfg.D+2)
 	for k := range e.slow {
 		e.slow[k] = opts.Model.Slowdown(k)

@@ -340,18 +340,31 @@ print(f"Default functions, seeds 1-100, paired per seed (mean ± standard error)
       f"variance {dv:+.1f} ± {dve:.1f} s². The bound's Jain index is below mqfq-sticky's on "
       f"{sum(b < m for b, m in zip(bj, mj))} of 100 seeds. evictahead's Jain minus sluice's {de:+.4f} ± {dee:.4f}, "
       f"minus mqfq-sticky's {dm:+.4f} ± {dme:.4f}.\n")
+EAP = ("mqfq-sticky", "sluice", EA)
+isorows = [["default functions, seeds 1-100"] + [f"{mean([r['jain_vs_isolated'] for r in dom100[p]]):.3f}" for p in EAP]]
+if os.path.isdir(AZURE):
+    isorows.append(["Azure sample, seeds 1-10"] + [f"{mean([r['jain_vs_isolated'] for r in domaz[p]]):.3f}" for p in EAP])
 if os.path.isdir(ILUVATAR):
     print("Ilúvatar trace by offered load (mean s / variance s² / Jain; bound as in the table above):\n")
     rows = []
     for u in ("0.5", "0.6", "0.7", "0.8", "0.9"):
         res, _ = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice," + EA)
         rows.append([u] + [f"{res[p]['mean_latency_s']:.3f} / {res[p]['interfunction_variance']:.2f} / {res[p]['jain_fairness']:.3f}"
-                           for p in ("mqfq-sticky", "sluice", EA)])
+                           for p in EAP])
+        isorows.append([f"Ilúvatar trace at {100*float(u):.0f}%"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
     res, _ = sim("iluload-recorded", "--trace", ILUVATAR, "--policy", "mqfq-sticky,sluice," + EA)
     rows.append(["as recorded (938%)"] + [f"{res[p]['mean_latency_s']:.1f} / {res[p]['interfunction_variance']:.0f} / {res[p]['jain_fairness']:.3f}"
-                                          for p in ("mqfq-sticky", "sluice", EA)])
+                                          for p in EAP])
+    isorows.append(["Ilúvatar trace as recorded"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
     table(["offered util", "mqfq-sticky", "sluice", "sluice + evictahead"], rows)
 acc = seeds("ea-d3", "mqfq-sticky,sluice," + EA, "--d", "3")
 print("D = 3, seeds 1-10 (mean s / variance / Jain): " + "; ".join(
     f"{p} {mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
-    f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in ("mqfq-sticky", "sluice", EA)) + ".\n")
+    f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in EAP) + ".\n")
+isorows.append(["default functions, D = 3, seeds 1-10"] + [f"{mean([r['jain_vs_isolated'] for r in acc[p]]):.3f}" for p in EAP])
+print("Jain's index over each function's mean latency relative to its isolated-bound mean "
+      "(summary.json `jain_vs_isolated`):\n")
+table(["workload", "mqfq-sticky", "sluice", "sluice + evictahead"], isorows)
+di, die = se([b["jain_vs_isolated"] - a["jain_vs_isolated"] for a, b in zip(dom100["mqfq-sticky"], dom100["sluice"])])
+print(f"Default functions, seeds 1-100, paired: sluice - mqfq-sticky {di:+.4f} ± {die:.4f}; sluice's is higher on "
+      f"{sum(b['jain_vs_isolated'] > a['jain_vs_isolated'] for a, b in zip(dom100['mqfq-sticky'], dom100['sluice']))} of 100 seeds.\n")
