@@ -75,10 +75,11 @@ type Improvements struct {
 	// fit. Its dispatch
 	// then waits for its swap-in only, not for an eviction followed by the
 	// swap-in. Only a flow with queued work or a forecast still ahead
-	// counts, and not one with a resident idle container. Off by default:
-	// it lowers mean latency on every workload measured, but lowers Jain's
-	// index on the default workload (docs/EVALUATION.md, "Fairness beside
-	// the isolated bound").
+	// counts, and only the container its next run would use. Off by default:
+	// it lowers mean latency on every workload measured (except a heavily
+	// overloaded replay, where it changes nothing), but lowers Jain's index
+	// on the default workload (docs/EVALUATION.md, "Fairness beside the
+	// isolated bound").
 	EvictAhead bool
 	// AdaptiveD: choose each GPU's concurrency limit from measured
 	// slowdown instead of fixing it at D (reference section 6: "measured

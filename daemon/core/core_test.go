@@ -1096,9 +1096,9 @@ func TestEvictAhead(t *testing.T) {
 	}
 }
 
-// TestEvictAheadTarget: of two evicted idle containers, EvictAhead makes
-// room for the one whose flow is forecast sooner; a flow whose forecast
-// has passed, or that has a resident idle container, is not waited for.
+// TestEvictAheadTarget: of two evicted idle containers, EvictAhead targets
+// the one whose flow is forecast sooner; a flow whose forecast has passed
+// is not waited for.
 func TestEvictAheadTarget(t *testing.T) {
 	const a, b, x, y = 0, 1, 2, 3
 	s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 8e9, TTL: 100, TTLSet: true,
@@ -1128,15 +1128,100 @@ func TestEvictAheadTarget(t *testing.T) {
 		mustStep(t, s, 17.7, MemoryMoved(c, false))
 	}
 	if c, at := s.aheadTarget(g); c == nil || c.id != 1 || at != TimeOf(20) {
-		t.Fatalf("target %v at %v, want a's container 1 at 20s", c, at)
+		t.Fatalf("target %v at %v, want a's container 1 at 20s", ctrID(c), at)
 	}
 	s.Tick(TimeOf(25)) // a is overdue, b still ahead
 	if c, at := s.aheadTarget(g); c == nil || c.id != 2 || at != TimeOf(31) {
-		t.Fatalf("at 25s: target %v at %v, want b's container 2 at 31s", c, at)
+		t.Fatalf("at 25s: target %v at %v, want b's container 2 at 31s", ctrID(c), at)
 	}
 	s.Tick(TimeOf(32))
 	if c, _ := s.aheadTarget(g); c != nil {
 		t.Fatalf("at 32s: target %v, want none (both overdue)", c.id)
+	}
+}
+
+func ctrID(c *container) CtrID {
+	if c == nil {
+		return 0
+	}
+	return c.id
+}
+
+// TestEvictAheadOneContainerPerFlow: a flow whose idle containers on two
+// GPUs were both evicted gets room made for one of them only (its next
+// run uses one), and none while it has a resident idle container.
+func TestEvictAheadOneContainerPerFlow(t *testing.T) {
+	const f, x, y = 0, 1, 2
+	s := mustNew(t, Config{Policy: PolicySluice, GPUs: 2, D: 1, GPUMemBytes: 4e9, TTL: 100, TTLSet: true,
+		ImprovementsSet: true, Improvements: Improvements{MemoryAware: true}})
+	for fn := FnID(0); fn < 3; fn++ {
+		mustStep(t, s, 0, Register(fn, "f", 0, 4e9))
+	}
+	mustStep(t, s, 0, Arrived(1, f))
+	mustStep(t, s, 0, Arrived(2, f)) // a second container, on the other GPU
+	mustStep(t, s, 0.5, ContainerReady(1))
+	mustStep(t, s, 0.5, ContainerReady(2))
+	mustStep(t, s, 0.6, Completed(1, 100*time.Millisecond, 0))
+	mustStep(t, s, 0.6, Completed(2, 100*time.Millisecond, 0))
+	if s.ctrs[1].g == s.ctrs[2].g {
+		t.Fatal("setup: f's containers share a GPU")
+	}
+	mustStep(t, s, 5, Arrived(3, f)) // f: forecast at 7.5 s
+	mustStep(t, s, 5.1, Completed(3, 100*time.Millisecond, 0))
+	targets := func() (n int) {
+		for _, g := range s.gpus {
+			if c, _ := s.aheadTarget(g); c != nil && c.f.id == f {
+				n++
+			}
+		}
+		return n
+	}
+	if n := targets(); n != 0 {
+		t.Fatalf("f has resident idle containers, yet %d GPUs target it", n)
+	}
+	mustStep(t, s, 6, Arrived(4, x)) // x and y take the GPUs: f's containers go to the host
+	mustStep(t, s, 6, Arrived(5, y))
+	for c := CtrID(1); c <= 2; c++ {
+		if s.ctrs[c].resident {
+			t.Fatalf("setup: f's container %d still resident", c)
+		}
+		mustStep(t, s, 6.1, MemoryMoved(c, false))
+	}
+	if n := targets(); n != 1 {
+		t.Fatalf("%d GPUs target f's containers, want 1", n)
+	}
+}
+
+// TestEvictAheadOnlyWhereItFits: when evicting every container forecast
+// later would still leave too little room (a running container holds the
+// rest), EvictAhead evicts nothing.
+func TestEvictAheadOnlyWhereItFits(t *testing.T) {
+	const tt, v, z = 0, 1, 2
+	s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 10e9, TTL: 100, TTLSet: true,
+		ImprovementsSet: true, Improvements: Improvements{MemoryAware: true, EvictAhead: true}})
+	mustStep(t, s, 0, Register(tt, "t", 0, 4e9))
+	mustStep(t, s, 0, Register(v, "v", 0, 2e9))
+	mustStep(t, s, 0, Register(z, "z", 0, 7e9))
+	run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
+		mustStep(t, s, at, Arrived(inv, fn))
+		if ctr != 0 {
+			mustStep(t, s, at+0.5, ContainerReady(ctr))
+		}
+		mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
+	}
+	run(0, 1, tt, 1)                        // c1: t, 4 GB
+	run(1, 2, v, 2)                         // c2: v, 2 GB
+	run(11, 3, v, 0)                        // v: forecast at 21 s
+	rd := mustStep(t, s, 12, Arrived(4, z)) // z (7 GB) evicts t's container
+	if ev := evictions(rd); !slices.Equal(ev, []CtrID{1}) {
+		t.Fatalf("z's start evicted %v, want t's container", ev)
+	}
+	mustStep(t, s, 12.1, MemoryMoved(1, false))
+	mustStep(t, s, 12.5, ContainerReady(3)) // z runs: 9 of 10 GB in use
+	// t's request waits for the slot; evicting v (2 GB) would leave 3 GB,
+	// less than t's 4 GB.
+	if rd = mustStep(t, s, 13, Arrived(5, tt)); len(evictions(rd)) != 0 {
+		t.Fatalf("evicted %v for a container that cannot fit", evictions(rd))
 	}
 }
 

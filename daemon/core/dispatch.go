@@ -635,11 +635,12 @@ func (s *Scheduler) aheadTarget(g *gpu) (*container, Time) {
 // expectedUse returns when idle container c is expected to run next: now
 // if its flow has queued work, else its flow's forecast next arrival. Not
 // ok if that is unknown or already past (a flow that stopped arriving is
-// not waited for), or if the flow has a resident idle container, which its
-// next run would use instead.
+// not waited for), or if c is not the idle container the flow's next run
+// would use (a resident one, or another one on any GPU): room is made for
+// one container per flow.
 func (s *Scheduler) expectedUse(c *container) (Time, bool) {
 	f := c.f
-	if r := f.idleContainer(nil); r != nil && r.resident {
+	if f.idleContainer(nil) != c {
 		return 0, false
 	}
 	if f.q.len() > 0 {

@@ -71,6 +71,20 @@ func TestCompute(t *testing.T) {
 	}
 }
 
+// TestComputeIsolatedFirstNotDone: the cold start in a function's isolated
+// latency belongs to its first invocation even when that one did not
+// complete, so a later completed one is charged its warm time only.
+func TestComputeIsolatedFirstNotDone(t *testing.T) {
+	w := &workload.Workload{Duration: time.Minute, Functions: []workload.Function{{Name: "c", WarmSec: 1, ColdSec: 5}}}
+	r := &sim.Result{BusySec: []float64{1}, Makespan: sec(10), Records: []sim.Record{
+		{Inv: 0, Fn: 0, Arrival: sec(0), Dispatch: sec(5), Failed: true},
+		{Inv: 1, Fn: 0, Arrival: sec(1), Dispatch: sec(6), Start: sec(6), End: sec(8)},
+	}}
+	if got := Compute(w, r, "x").PerFunction[0].IsolatedMean; got != 1 {
+		t.Errorf("isolated mean %g, want 1 (warm only)", got)
+	}
+}
+
 func TestIsolatedBound(t *testing.T) {
 	w := &workload.Workload{
 		Functions:   []workload.Function{{Name: "a", WarmSec: 1, ColdSec: 3}, {Name: "b", WarmSec: 2, ColdSec: 2}, {Name: "idle", WarmSec: 1, ColdSec: 1}},
