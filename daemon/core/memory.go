@@ -82,21 +82,21 @@ type victimFilter struct {
 }
 
 const (
-	kAny       = iota // any of them
-	kNotActive        // of a flow that is not Active
-	kNotQueued        // of a flow with no queued work
-	kLater            // of a flow with no queued work forecast to need it after victimFilter.after
+	anyVictim       = iota // any of them
+	notActiveVictim        // of a flow that is not Active
+	notQueuedVictim        // of a flow with no queued work
+	laterVictim            // of a flow with no queued work forecast to need it after victimFilter.after
 )
 
 var (
-	roomAny       = victimFilter{kind: kAny}
-	roomNotActive = victimFilter{kind: kNotActive}
-	roomNotQueued = victimFilter{kind: kNotQueued}
+	roomAny       = victimFilter{kind: anyVictim}
+	roomNotActive = victimFilter{kind: notActiveVictim}
+	roomNotQueued = victimFilter{kind: notQueuedVictim}
 )
 
 // roomLater: victims of flows with no queued work that are forecast to be
 // needed after t.
-func roomLater(t Time) victimFilter { return victimFilter{kind: kLater, after: t} }
+func roomLater(t Time) victimFilter { return victimFilter{kind: laterVictim, after: t} }
 
 // nextUse forecasts when f next needs its memory: now if it has queued
 // work, else its last arrival plus its mean inter-arrival time (never for a
@@ -132,11 +132,11 @@ func (s *Scheduler) victim(c *container, v victimFilter) bool {
 		return false
 	}
 	switch v.kind {
-	case kNotActive:
+	case notActiveVictim:
 		return c.f.state != Active
-	case kNotQueued:
+	case notQueuedVictim:
 		return c.f.q.len() == 0
-	case kLater:
+	case laterVictim:
 		return c.f.q.len() == 0 && s.nextUse(c.f) > v.after
 	}
 	return true
@@ -195,7 +195,7 @@ func (s *Scheduler) expectedUse(c *container) (Time, bool) {
 }
 
 // roomFor returns the memory g would have free once makeRoom evicted every
-// victim of mode.
+// victim v selects.
 func (s *Scheduler) roomFor(g *gpu, v victimFilter) int64 {
 	free := s.cfg.GPUMemBytes - g.resident
 	for _, c := range g.ctrs {
