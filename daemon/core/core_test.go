@@ -1033,18 +1033,11 @@ func TestEvictAhead(t *testing.T) {
 		for f := FnID(0); f < 4; f++ {
 			mustStep(t, s, 0, Register(f, "f", 0, 4e9))
 		}
-		run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
-			mustStep(t, s, at, Arrived(inv, fn))
-			if ctr != 0 {
-				mustStep(t, s, at+0.5, ContainerReady(ctr))
-			}
-			mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
-		}
-		run(1, 1, c, 1)    // c1: c's container
-		run(2, 2, a, 2)    // c2: a's, seen once (no forecast)
-		run(10.5, 3, c, 0) // c: mean inter-arrival 9.5 s, next use forecast at 20 s
-		run(11.5, 4, b, 3) // c3: b's; the GPU is full (3 x 4 GB)
-		run(13.5, 5, b, 0) // b: forecast at 15.5 s
+		runOnce(t, s, 1, 1, c, 1)    // c1: c's container
+		runOnce(t, s, 2, 2, a, 2)    // c2: a's, seen once (no forecast)
+		runOnce(t, s, 10.5, 3, c, 0) // c: mean inter-arrival 9.5 s, next use forecast at 20 s
+		runOnce(t, s, 11.5, 4, b, 3) // c3: b's; the GPU is full (3 x 4 GB)
+		runOnce(t, s, 13.5, 5, b, 0) // b: forecast at 15.5 s
 		rd := mustStep(t, s, 14.2, Arrived(6, x))
 		if ev := evictions(rd); !slices.Equal(ev, []CtrID{2}) {
 			t.Fatalf("x's cold start evicted %v, want a's container (farthest forecast)", ev)
@@ -1106,17 +1099,10 @@ func TestEvictAheadTarget(t *testing.T) {
 	for f := FnID(0); f < 4; f++ {
 		mustStep(t, s, 0, Register(f, "f", 0, 4e9))
 	}
-	run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
-		mustStep(t, s, at, Arrived(inv, fn))
-		if ctr != 0 {
-			mustStep(t, s, at+0.5, ContainerReady(ctr))
-		}
-		mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
-	}
-	run(0, 1, a, 1)                         // c1
-	run(1, 2, b, 2)                         // c2
-	run(10, 3, a, 0)                        // a: forecast 20 s
-	run(16, 4, b, 0)                        // b: forecast 31 s
+	runOnce(t, s, 0, 1, a, 1)               // c1
+	runOnce(t, s, 1, 2, b, 2)               // c2
+	runOnce(t, s, 10, 3, a, 0)              // a: forecast 20 s
+	runOnce(t, s, 16, 4, b, 0)              // b: forecast 31 s
 	mustStep(t, s, 17, Arrived(5, x))       // evicts b's container (farthest)
 	mustStep(t, s, 17.5, ContainerReady(3)) // x runs on c3
 	mustStep(t, s, 17.6, Arrived(6, y))     // y's start evicts a's container
@@ -1202,16 +1188,9 @@ func TestEvictAheadOnlyWhereItFits(t *testing.T) {
 	mustStep(t, s, 0, Register(tt, "t", 0, 4e9))
 	mustStep(t, s, 0, Register(v, "v", 0, 2e9))
 	mustStep(t, s, 0, Register(z, "z", 0, 7e9))
-	run := func(at float64, inv InvID, fn FnID, ctr CtrID) {
-		mustStep(t, s, at, Arrived(inv, fn))
-		if ctr != 0 {
-			mustStep(t, s, at+0.5, ContainerReady(ctr))
-		}
-		mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
-	}
-	run(0, 1, tt, 1)                        // c1: t, 4 GB
-	run(1, 2, v, 2)                         // c2: v, 2 GB
-	run(11, 3, v, 0)                        // v: forecast at 21 s
+	runOnce(t, s, 0, 1, tt, 1)              // c1: t, 4 GB
+	runOnce(t, s, 1, 2, v, 2)               // c2: v, 2 GB
+	runOnce(t, s, 11, 3, v, 0)              // v: forecast at 21 s
 	rd := mustStep(t, s, 12, Arrived(4, z)) // z (7 GB) evicts t's container
 	if ev := evictions(rd); !slices.Equal(ev, []CtrID{1}) {
 		t.Fatalf("z's start evicted %v, want t's container", ev)
@@ -1223,6 +1202,18 @@ func TestEvictAheadOnlyWhereItFits(t *testing.T) {
 	if rd = mustStep(t, s, 13, Arrived(5, tt)); len(evictions(rd)) != 0 {
 		t.Fatalf("evicted %v for a container that cannot fit", evictions(rd))
 	}
+}
+
+// runOnce steps invocation inv of fn through arrival at `at`, the
+// container's start (when ctr is the container it starts; 0 when it runs
+// warm) 0.5 s later, and completion 0.6 s after arrival.
+func runOnce(t *testing.T, s *Scheduler, at float64, inv InvID, fn FnID, ctr CtrID) {
+	t.Helper()
+	mustStep(t, s, at, Arrived(inv, fn))
+	if ctr != 0 {
+		mustStep(t, s, at+0.5, ContainerReady(ctr))
+	}
+	mustStep(t, s, at+0.6, Completed(inv, 100*time.Millisecond, 0))
 }
 
 func evictions(rd Ready) []CtrID {
