@@ -6,6 +6,7 @@ Prints Markdown tables. Each `sluice sim` run writes OUTDIR/<name>/summary.json.
 """
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -43,6 +44,7 @@ NOAD = "sluice:-adaptived"
 
 print("## Default workload, D = 2 (seed 1)\n")
 res, wl = sim("default")
+DEFAULT = res  # kept for the resampling section
 print(f"Workload: {wl['functions']} functions, {wl['invocations']} invocations in {wl['duration_s']:.0f} s "
       f"({wl['rate_per_s']:.2f} req/s), offered GPU utilization {100*wl['offered_util']:.1f}%.\n")
 table(["policy", "mean s", "p50 s", "p99 s", "queue s", "cold %", "GPU util %", "fn variance s²", "Jain"],
@@ -344,15 +346,18 @@ EAP = ("mqfq-sticky", "sluice", EA)
 isorows = [["default functions, seeds 1-100"] + [f"{mean([r['jain_vs_isolated'] for r in dom100[p]]):.3f}" for p in EAP]]
 if os.path.isdir(AZURE):
     isorows.append(["Azure sample, seeds 1-10"] + [f"{mean([r['jain_vs_isolated'] for r in domaz[p]]):.3f}" for p in EAP])
+ILU = {}  # offered load -> the Ilúvatar runs' results, kept for the resampling section
 if os.path.isdir(ILUVATAR):
     print("Ilúvatar trace by offered load (mean s / variance s² / Jain; bound as in the table above):\n")
     rows = []
     for u in ("0.5", "0.6", "0.7", "0.8", "0.9"):
         res, _ = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice," + EA)
+        ILU[u] = res
         rows.append([u] + [f"{res[p]['mean_latency_s']:.3f} / {res[p]['interfunction_variance']:.2f} / {res[p]['jain_fairness']:.3f}"
                            for p in EAP])
         isorows.append([f"Ilúvatar trace at {100*float(u):.0f}%"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
     res, _ = sim("iluload-recorded", "--trace", ILUVATAR, "--policy", "mqfq-sticky,sluice," + EA)
+    ILU["recorded"] = res
     rows.append(["as recorded (938%)"] + [f"{res[p]['mean_latency_s']:.1f} / {res[p]['interfunction_variance']:.0f} / {res[p]['jain_fairness']:.3f}"
                                           for p in EAP])
     isorows.append(["Ilúvatar trace as recorded"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
@@ -368,3 +373,52 @@ table(["workload", "mqfq-sticky", "sluice", "sluice + evictahead"], isorows)
 di, die = se([b["jain_vs_isolated"] - a["jain_vs_isolated"] for a, b in zip(dom100["mqfq-sticky"], dom100["sluice"])])
 print(f"Default functions, seeds 1-100, paired: sluice - mqfq-sticky {di:+.4f} ± {die:.4f}; sluice's is higher on "
       f"{sum(b['jain_vs_isolated'] > a['jain_vs_isolated'] for a, b in zip(dom100['mqfq-sticky'], dom100['sluice']))} of 100 seeds.\n")
+
+
+def resampled(a, b, n=2000):
+    """How much one run's fairness comparison of b with a depends on which functions the workload has.
+
+    Paired bootstrap over functions: draw the run's functions with replacement (the same draw for both
+    policies), recompute the interfunction variance and Jain's index of each, n times. Returns the observed
+    variance ratio b/a, its 5th and 95th percentiles, the share of draws in which b's variance is the
+    higher, and the observed Jain difference b - a with its standard deviation over the draws.
+    """
+    fns = [f["function"] for f in a["per_function"]]
+    lat = [{f["function"]: f["mean_latency_s"] for f in r["per_function"]} for r in (a, b)]
+    slo = [{f["function"]: f["mean_slowdown"] for f in r["per_function"]} for r in (a, b)]
+
+    def var(xs):
+        m = mean(xs)
+        return sum((x - m) ** 2 for x in xs) / len(xs)
+
+    rng = random.Random(1)
+    ratios, djs = [], []
+    for _ in range(n):
+        draw = [rng.choice(fns) for _ in fns]
+        va, vb = (var([l[f] for f in draw]) for l in lat)
+        ratios.append(vb / va if va > 0 else float("inf"))
+        djs.append(jain([slo[1][f] for f in draw]) - jain([slo[0][f] for f in draw]))
+    ratios.sort()
+    dj = b["jain_fairness"] - a["jain_fairness"]
+    sd = (sum((x - mean(djs)) ** 2 for x in djs) / (n - 1)) ** 0.5
+    return (b["interfunction_variance"] / a["interfunction_variance"], ratios[n // 20], ratios[n - 1 - n // 20],
+            sum(r > 1 for r in ratios) / n, dj, sd)
+
+
+def resamplerow(label, a, b):
+    ratio, lo, hi, worse, dj, sd = resampled(a, b)
+    return [label, f"{ratio:.3f}", f"{lo:.3f}-{hi:.3f}", f"{100*worse:.0f}%", f"{dj:+.3f} ± {sd:.3f}"]
+
+
+print("## How much one run says: resampling the functions (D = 2)\n")
+print("Paired bootstrap over each run's functions (2,000 draws with replacement, the same draw for both policies): "
+      "the 90% interval of the variance ratio and the spread of the Jain difference over draws of workloads made of "
+      "functions like these. Schedule noise (other arrival times) comes on top.\n")
+rows = [resamplerow("default workload, seed 1: mqfq-sticky vs fcfs", DEFAULT["fcfs"], DEFAULT["mqfq-sticky"]),
+        resamplerow("default workload, seed 1: sluice vs mqfq-sticky", DEFAULT["mqfq-sticky"], DEFAULT["sluice"])]
+for u, r in ILU.items():
+    load = "as recorded" if u == "recorded" else f"at {100*float(u):.0f}%"
+    rows.append(resamplerow(f"Ilúvatar trace {load}: sluice vs mqfq-sticky", r["mqfq-sticky"], r["sluice"]))
+    rows.append(resamplerow(f"Ilúvatar trace {load}: sluice + evictahead vs mqfq-sticky", r["mqfq-sticky"], r[EA]))
+table(["comparison (B vs A)", "variance ratio B/A", "90% interval", "draws where B's variance is higher",
+       "Jain B - A ± sd over draws"], rows)
