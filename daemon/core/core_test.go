@@ -483,11 +483,8 @@ func TestShareSlots(t *testing.T) {
 		mustStep(t, s, 0, Register(1, "b", 0, 0))
 		var ca []CtrID
 		for inv := InvID(1); inv <= 2; inv++ {
-			for _, a := range mustStep(t, s, 0, Arrived(inv, 0)).Actions {
-				if a.Kind == ActStartContainer {
-					ca = append(ca, a.Ctr)
-				}
-			}
+			_, c := starts(mustStep(t, s, 0, Arrived(inv, 0)))
+			ca = append(ca, c...)
 		}
 		if len(ca) != 2 {
 			t.Fatalf("share=%v: a started %d containers, want 2", share, len(ca))
@@ -629,11 +626,8 @@ func TestShareSlotsPerGPU(t *testing.T) {
 	mustStep(t, s, 0, Register(0, "a", 0, 0))
 	var ctrs []CtrID
 	for inv := InvID(1); inv <= 3; inv++ {
-		for _, a := range mustStep(t, s, 0, Arrived(inv, 0)).Actions {
-			if a.Kind == ActStartContainer {
-				ctrs = append(ctrs, a.Ctr)
-			}
-		}
+		_, c := starts(mustStep(t, s, 0, Arrived(inv, 0)))
+		ctrs = append(ctrs, c...)
 	}
 	for _, c := range ctrs {
 		mustStep(t, s, 2, ContainerReady(c))
@@ -681,11 +675,8 @@ func TestMemoryRefitsAfterStarts(t *testing.T) {
 				mustStep(t, s, 0, Register(FnID(f), "f", 0, 4e9))
 			}
 			for f := 0; f < tc.flows; f++ {
-				for _, a := range mustStep(t, s, 1, Arrived(InvID(f+1), FnID(f))).Actions {
-					if a.Kind == ActStartContainer {
-						ctrs = append(ctrs, a.Ctr)
-					}
-				}
+				_, c := starts(mustStep(t, s, 1, Arrived(InvID(f+1), FnID(f))))
+				ctrs = append(ctrs, c...)
 			}
 			if len(ctrs) != tc.flows {
 				t.Fatalf("started %v, want %d containers", ctrs, tc.flows)
@@ -815,17 +806,14 @@ func TestFirstStarts(t *testing.T) {
 	for _, first := range []bool{false, true} {
 		s := mustNew(t, Config{Policy: PolicySluice, D: 1,
 			Improvements: Improvements{FirstStarts: first}, ImprovementsSet: true})
-		starts := 0
+		n := 0
 		for f := 0; f < 4; f++ {
 			mustStep(t, s, 0, Register(FnID(f), "f", 0, 3e9))
-			for _, a := range mustStep(t, s, 0, Arrived(InvID(f+1), FnID(f))).Actions {
-				if a.Kind == ActStartContainer {
-					starts++
-				}
-			}
+			_, c := starts(mustStep(t, s, 0, Arrived(InvID(f+1), FnID(f))))
+			n += len(c)
 		}
-		if want := map[bool]int{false: 1, true: 2}[first]; starts != want {
-			t.Fatalf("FirstStarts %v: %d starts for four flows with no container, want %d", first, starts, want)
+		if want := map[bool]int{false: 1, true: 2}[first]; n != want {
+			t.Fatalf("FirstStarts %v: %d starts for four flows with no container, want %d", first, n, want)
 		}
 	}
 }
