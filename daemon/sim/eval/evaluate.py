@@ -7,6 +7,7 @@ Prints Markdown tables. Each `sluice sim` run writes OUTDIR/<name>/summary.json.
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 
@@ -386,21 +387,16 @@ def resampled(a, b, n=2000):
     fns = [f["function"] for f in a["per_function"]]
     lat = [{f["function"]: f["mean_latency_s"] for f in r["per_function"]} for r in (a, b)]
     slo = [{f["function"]: f["mean_slowdown"] for f in r["per_function"]} for r in (a, b)]
-
-    def var(xs):
-        m = mean(xs)
-        return sum((x - m) ** 2 for x in xs) / len(xs)
-
     rng = random.Random(1)
     ratios, djs = [], []
     for _ in range(n):
         draw = [rng.choice(fns) for _ in fns]
-        va, vb = (var([l[f] for f in draw]) for l in lat)
+        va, vb = (statistics.pvariance([l[f] for f in draw]) for l in lat)
         ratios.append(vb / va if va > 0 else float("inf"))
         djs.append(jain([slo[1][f] for f in draw]) - jain([slo[0][f] for f in draw]))
     ratios.sort()
     dj = b["jain_fairness"] - a["jain_fairness"]
-    sd = (sum((x - mean(djs)) ** 2 for x in djs) / (n - 1)) ** 0.5
+    sd = statistics.stdev(djs)
     return (b["interfunction_variance"] / a["interfunction_variance"], ratios[n // 20], ratios[n - 1 - n // 20],
             sum(r > 1 for r in ratios) / n, dj, sd)
 
