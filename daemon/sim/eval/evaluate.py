@@ -427,7 +427,7 @@ def parity(a, b, wl, long_s=1.0):
     Returns the number of functions whose mean latency b lowers, the uniform cut in the mean latency of
     every function with a warm GPU time of at least long_s seconds that would bring b's variance down to
     a's (0 if it is already there), and b's variance with those functions at their isolated-bound mean
-    (warm time plus their one cold start spread over their invocations) and the rest as b ran them.
+    (per_function isolated_mean_s) and the rest as b ran them.
     """
     la = {f["function"]: f["mean_latency_s"] for f in a["per_function"]}
     lb = {f["function"]: f["mean_latency_s"] for f in b["per_function"]}
@@ -443,8 +443,8 @@ def parity(a, b, wl, long_s=1.0):
         for _ in range(60):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if var(mid) > target else (lo, mid)
-    bound = {fn: fl[fn]["warm_s"] + fl[fn]["cold_s"] / fl[fn]["invocations"] for fn in long}
-    at_bound = statistics.pvariance([bound.get(fn, lb[fn]) for fn in lb])
+    iso = {f["function"]: f["isolated_mean_s"] for f in b["per_function"]}
+    at_bound = statistics.pvariance([iso[fn] if fn in long else lb[fn] for fn in lb])
     return sum(lb[fn] < la[fn] for fn in la), len(la), len(long), hi, mean([lb[fn] for fn in long]), at_bound
 
 
