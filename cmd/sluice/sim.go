@@ -261,7 +261,7 @@ type policySpec struct {
 	names    []string // improvement names
 }
 
-var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio", "firststarts", "evictahead"}
+var improvementNames = []string{"adaptived", "memory", "costttl", "scalet", "waitbusy", "prefetch", "retag", "coldahead", "warmfirst", "shareslots", "coldt", "ratio", "firststarts", "evictahead", "partialevict"}
 
 // defaultName, in a sluice:+name list, stands for every improvement sluice
 // has by default: sluice:+default+evictahead is sluice plus evictahead.
@@ -322,7 +322,7 @@ func (sp policySpec) apply(c core.Config) core.Config {
 			name string
 			v    *bool
 		}{{"memory", &def.MemoryAware}, {"costttl", &def.CostAwareTTL}, {"scalet", &def.ScaleT}, {"adaptived", &def.AdaptiveD},
-			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"firststarts", &def.FirstStarts}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}, {"evictahead", &def.EvictAhead}} {
+			{"waitbusy", &def.WaitForBusy}, {"warmfirst", &def.WarmFirst}, {"shareslots", &def.ShareSlots}, {"coldt", &def.ColdT}, {"ratio", &def.ResponseRatio}, {"firststarts", &def.FirstStarts}, {"prefetch", &def.PrefetchAhead}, {"retag", &def.Retag}, {"evictahead", &def.EvictAhead}, {"partialevict", &def.PartialEvict}} {
 			if slices.Contains(sp.names, x.name) {
 				*x.v = sp.only
 			} else if sp.only && !keepDefault {

@@ -166,6 +166,13 @@ type Improvements struct {
 	// docs/EVALUATION.md). The simulator does not charge concurrent starts
 	// anything but memory.
 	FirstStarts bool
+	// PartialEvict: make room by moving only the bytes needed off the
+	// last victim instead of its whole footprint (unified memory moves
+	// any range), and bring a partly evicted container back by moving
+	// only what it lacks. With footprints of a few GB and a swap-in that
+	// needs a fraction of one, whole-container eviction moves every byte
+	// twice that the GPU had room for.
+	PartialEvict bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by

@@ -177,8 +177,8 @@ func (s *Scheduler) ready(f *flow) bool {
 		if idle.g.ahead > 0 {
 			return true // one ahead-prefetch per GPU at a time: use the slot
 		}
-		s.makeRoom(idle.g, idle.bytes, idle, roomNotQueued)
-		if idle.g.resident+idle.bytes > s.cfg.GPUMemBytes {
+		s.makeRoom(idle.g, idle.missing(), idle, roomNotQueued)
+		if idle.g.resident+idle.missing() > s.cfg.GPUMemBytes {
 			return true // cannot be brought in ahead: prefetch with the slot held
 		}
 		s.prefetch(idle, true)
@@ -451,10 +451,8 @@ func (s *Scheduler) removeContainer(c *container, stop bool) {
 		c.ahead = false
 		c.g.ahead--
 	}
-	if c.resident {
-		c.g.resident -= c.bytes
-		c.resident = false
-	}
+	c.g.resident -= c.devBytes()
+	c.resident, c.kept = false, 0
 	delete(s.ctrs, c.id)
 	c.f.ctrs = slices.DeleteFunc(c.f.ctrs, func(x *container) bool { return x == c })
 	c.g.ctrs = slices.DeleteFunc(c.g.ctrs, func(x *container) bool { return x == c })

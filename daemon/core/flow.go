@@ -147,6 +147,9 @@ type container struct {
 	state    ctrState
 	resident bool
 	bytes    int64
+	// kept: bytes still on the device while not resident (a partial
+	// eviction, Improvements.PartialEvict); 0 otherwise.
+	kept int64
 	lastUsed Time
 	kaArmed  bool
 	fresh    bool // has not run anything yet
@@ -178,6 +181,17 @@ type container struct {
 	// concurrency sample (Improvements.AdaptiveD).
 	paged bool
 }
+
+// devBytes returns the bytes of c's memory on its device (target state).
+func (c *container) devBytes() int64 {
+	if c.resident {
+		return c.bytes
+	}
+	return c.kept
+}
+
+// missing returns the bytes a prefetch of c must move to its device.
+func (c *container) missing() int64 { return c.bytes - c.devBytes() }
 
 // gpu is one device: its D slots and memory.
 type gpu struct {

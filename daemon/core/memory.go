@@ -9,15 +9,25 @@ import (
 // the moves that change it, and the choice of what to move.
 
 // evict moves an idle container's memory to the host.
-func (s *Scheduler) evict(c *container) {
-	if s.cfg.NoMemoryManagement || !c.resident || c.state == ctrBusy || c.state == ctrStarting {
+func (s *Scheduler) evict(c *container) { s.evictBytes(c, 0) }
+
+// evictBytes moves n bytes of an idle container's memory to the host (all
+// of it if n is 0 or at least what is on the device, or without
+// Improvements.PartialEvict).
+func (s *Scheduler) evictBytes(c *container, n int64) {
+	on := c.devBytes()
+	if s.cfg.NoMemoryManagement || on == 0 || c.state == ctrBusy || c.state == ctrStarting {
 		return
+	}
+	if n <= 0 || n > on || !s.cfg.Improvements.PartialEvict {
+		n = on
 	}
 	c.resident = false
 	c.landed = false
-	c.g.resident -= c.bytes
+	c.kept = on - n
+	c.g.resident -= n
 	c.moving++
-	s.emit(Action{Kind: ActEvict, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx, Bytes: c.bytes})
+	s.emit(Action{Kind: ActEvict, Ctr: c.id, Fn: c.f.id, GPU: c.g.idx, Bytes: n})
 }
 
 // prefetch moves c's memory to its GPU. For a dispatch (force) it first
@@ -29,25 +39,27 @@ func (s *Scheduler) prefetch(c *container, force bool) {
 		return
 	}
 	g := s.gpus[c.g.idx]
+	need := c.missing()
 	if !force {
-		if g.resident+c.bytes > s.cfg.GPUMemBytes {
+		if g.resident+need > s.cfg.GPUMemBytes {
 			if !s.cfg.Improvements.MemoryAware {
 				return
 			}
-			s.makeRoom(g, c.bytes, c, roomNotActive)
-			if g.resident+c.bytes > s.cfg.GPUMemBytes {
+			s.makeRoom(g, need, c, roomNotActive)
+			if g.resident+need > s.cfg.GPUMemBytes {
 				return
 			}
 		}
 	} else {
-		s.makeRoom(g, c.bytes, c, roomAny)
+		s.makeRoom(g, need, c, roomAny)
 	}
 	c.resident = true
 	c.landed = false
-	g.resident += c.bytes
+	c.kept = 0
+	g.resident += need
 	c.moving++
 	c.prefetchAt = s.now
-	s.emit(Action{Kind: ActPrefetch, Ctr: c.id, Fn: c.f.id, GPU: g.idx, Bytes: c.bytes})
+	s.emit(Action{Kind: ActPrefetch, Ctr: c.id, Fn: c.f.id, GPU: g.idx, Bytes: need})
 }
 
 // activateMemory prefetches the idle containers of a flow that turned Active.
@@ -128,7 +140,7 @@ func (s *Scheduler) fitMemory(g *gpu) {
 
 // victim reports whether makeRoom may evict c under filter v.
 func (s *Scheduler) victim(c *container, v victimFilter) bool {
-	if c.state != ctrIdle || !c.resident || c.moving != 0 {
+	if c.state != ctrIdle || c.devBytes() == 0 || c.moving != 0 {
 		return false
 	}
 	switch v.kind {
@@ -150,10 +162,10 @@ func (s *Scheduler) evictAhead(g *gpu) {
 		return
 	}
 	want, at := s.aheadTarget(g)
-	if want == nil || g.resident+want.bytes <= s.cfg.GPUMemBytes || s.roomFor(g, roomLater(at)) < want.bytes {
+	if want == nil || g.resident+want.missing() <= s.cfg.GPUMemBytes || s.roomFor(g, roomLater(at)) < want.missing() {
 		return
 	}
-	s.makeRoom(g, want.bytes, want, roomLater(at))
+	s.makeRoom(g, want.missing(), want, roomLater(at))
 }
 
 // aheadTarget returns g's idle, non-resident container expected to run
@@ -200,7 +212,7 @@ func (s *Scheduler) roomFor(g *gpu, v victimFilter) int64 {
 	free := s.cfg.GPUMemBytes - g.resident
 	for _, c := range g.ctrs {
 		if s.victim(c, v) {
-			free += c.bytes
+			free += c.devBytes()
 		}
 	}
 	return free
@@ -246,10 +258,11 @@ func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, filter victimF
 		return 1
 	})
 	for _, c := range v {
-		if g.resident+need <= s.cfg.GPUMemBytes {
+		over := g.resident + need - s.cfg.GPUMemBytes
+		if over <= 0 {
 			break
 		}
-		s.evict(c)
+		s.evictBytes(c, over)
 	}
 	clear(v)
 	s.victims = v[:0]

@@ -102,6 +102,8 @@ var propertyConfigs = []Config{
 	{Policy: PolicySluice, D: 1, ContainersPerGPU: 3, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: Improvements{WaitForBusy: true}},
 	{Policy: PolicySluice, D: 2, ImprovementsSet: true, Improvements: Improvements{NoColdAhead: true, Retag: true}},
 	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withEvictAhead()},
+	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withPartialEvict(false)},
+	{Policy: PolicySluice, D: 1, GPUMemBytes: 6e9, ImprovementsSet: true, Improvements: withPartialEvict(true)},
 	{Policy: PolicyFCFS, D: 2},
 	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
 	{Policy: PolicyBatch, D: 2, BatchCap: 3},
@@ -111,6 +113,15 @@ var propertyConfigs = []Config{
 func withEvictAhead() Improvements {
 	imp := SluiceImprovements()
 	imp.EvictAhead = true
+	return imp
+}
+
+// withPartialEvict: Sluice's defaults with PartialEvict, and with
+// EvictAhead and PrefetchAhead if ahead.
+func withPartialEvict(ahead bool) Improvements {
+	imp := SluiceImprovements()
+	imp.PartialEvict = true
+	imp.EvictAhead, imp.PrefetchAhead = ahead, ahead
 	return imp
 }
 
@@ -284,21 +295,33 @@ func TestPropertyFairnessBound(t *testing.T) {
 	}
 }
 
-// TestPropertyMemoryFits: after every input, a GPU whose resident memory
-// exceeds its capacity has no idle container left whose memory could go to
-// the host (idle, resident, not moving): oversubscription lasts only while
-// everything resident is running, starting or moving.
+// TestPropertyMemoryFits: after every input, a GPU's resident memory is
+// the sum of what each of its containers has on it, and a GPU whose
+// resident memory exceeds its capacity has no idle container left whose
+// memory could go to the host (idle, with bytes on the GPU, not moving):
+// oversubscription lasts only while everything resident is running,
+// starting or moving.
 func TestPropertyMemoryFits(t *testing.T) {
 	for _, cfg := range propertyConfigs {
 		for seed := uint64(1); seed <= propertySeeds(); seed++ {
 			check := func(d *driver) {
 				s := d.s
 				for _, g := range s.gpus {
+					var sum int64
+					for _, c := range g.ctrs {
+						if on := c.devBytes(); on < 0 || on > c.bytes || (!c.resident && on == c.bytes && on > 0) {
+							d.t.Fatalf("at %v: container %d has %d of its %d bytes on the GPU (resident %v)\n%s", d.now, c.id, on, c.bytes, c.resident, tail(d.log))
+						}
+						sum += c.devBytes()
+					}
+					if sum != g.resident {
+						d.t.Fatalf("at %v: gpu %d counts %d resident bytes, its containers hold %d\n%s", d.now, g.idx, g.resident, sum, tail(d.log))
+					}
 					if g.resident <= s.cfg.GPUMemBytes {
 						continue
 					}
 					for _, c := range g.ctrs {
-						if c.state == ctrIdle && c.resident && c.moving == 0 {
+						if c.state == ctrIdle && c.devBytes() > 0 && c.moving == 0 {
 							d.t.Fatalf("at %v: gpu %d holds %d of %d bytes, and container %d (flow %d) is idle and resident\n%s",
 								d.now, g.idx, g.resident, s.cfg.GPUMemBytes, c.id, c.f.id, tail(d.log))
 						}

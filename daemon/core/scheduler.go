@@ -297,6 +297,9 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 	if bytes > 0 && bytes != c.bytes {
 		if c.resident {
 			g.resident += bytes - c.bytes
+		} else if c.kept > bytes {
+			g.resident -= c.kept - bytes
+			c.kept = bytes
 		}
 		c.bytes, f.mem = bytes, bytes
 	}

@@ -174,6 +174,8 @@ func scriptCommand(s *Scheduler, line string) ([]string, *Scheduler, error) {
 					cfg.Improvements.PrefetchAhead = true
 				case "retag":
 					cfg.Improvements.Retag = true
+				case "partialevict":
+					cfg.Improvements.PartialEvict = true
 				case "nocoldahead":
 					cfg.Improvements.NoColdAhead = true
 				case "none":

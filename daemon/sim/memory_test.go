@@ -24,16 +24,16 @@ func newTestEngine(mem int64) (*engine, *simGPU) {
 // still arriving): the second move starts when the first one ends.
 func TestPrefetchWaitsForOwnEviction(t *testing.T) {
 	e, g := newTestEngine(16e9)
-	c := &simCtr{id: 1, gpu: g, onGPU: true, bytes: 3e9}
+	c := &simCtr{id: 1, gpu: g, on: 3e9, bytes: 3e9}
 	e.ctrs[1], g.ctrs[1] = c, c
 	g.resident = 3e9
 	move := core.TimeOf(3e9 / e.m.LinkBytesPerSec)
-	e.act(core.Action{Kind: core.ActEvict, Ctr: 1})
-	e.act(core.Action{Kind: core.ActPrefetch, Ctr: 1})
+	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 3e9})
+	e.act(core.Action{Kind: core.ActPrefetch, Ctr: 1, Bytes: 3e9})
 	if c.memReady != 2*move {
 		t.Fatalf("prefetch right after its eviction lands at %v, want %v (after the eviction's %v)", c.memReady, 2*move, move)
 	}
-	e.act(core.Action{Kind: core.ActEvict, Ctr: 1})
+	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 3e9})
 	if c.evicted != 3*move {
 		t.Fatalf("eviction right after a prefetch ends at %v, want %v", c.evicted, 3*move)
 	}
@@ -87,5 +87,33 @@ func TestPagingSharesFaultBandwidth(t *testing.T) {
 		if r.fault > 1e-6 || math.Abs(r.remain-0.5) > 1e-6 {
 			t.Fatalf("after both paged in and 0.5 s of two-way sharing: fault left %.3f s, work left %.3f s; want 0 and 0.5", r.fault, r.remain)
 		}
+	}
+}
+
+// TestPartialMoves: a partial eviction (Improvements.PartialEvict) moves
+// only the bytes the action names, takes the link time for those bytes, and
+// the container's swap-in moves back only what it lacks; a run on a
+// container that lacks bytes demand-pages exactly those.
+func TestPartialMoves(t *testing.T) {
+	e, g := newTestEngine(16e9)
+	c := &simCtr{id: 1, gpu: g, on: 3e9, bytes: 3e9}
+	e.ctrs[1], g.ctrs[1] = c, c
+	g.resident = 3e9
+	gb := core.TimeOf(1e9 / e.m.LinkBytesPerSec)
+	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 1e9})
+	if c.evicted != gb || c.on != 2e9 || g.resident != 2e9 {
+		t.Fatalf("evict 1 GB of 3: ends %v (want %v), on GPU %d and %d (want 2e9)", c.evicted, gb, c.on, g.resident)
+	}
+	e.act(core.Action{Kind: core.ActPrefetch, Ctr: 1, Bytes: 1e9})
+	if c.memReady != 2*gb || c.on != 3e9 || g.resident != 3e9 {
+		t.Fatalf("swap-in of the missing 1 GB: lands %v (want %v), on GPU %d and %d (want 3e9)", c.memReady, 2*gb, c.on, g.resident)
+	}
+	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 2e9})
+	e.now = c.evicted
+	e.w = &workload.Workload{Functions: []workload.Function{{Name: "f", WarmSec: 1, MemBytes: 3e9}}}
+	e.res.Records = make([]Record, 1)
+	e.startExec(0, c)
+	if e.res.FaultBytes != 2e9 || c.on != 3e9 {
+		t.Fatalf("run lacking 2 GB demand-paged %g bytes (want 2e9), on GPU %d", e.res.FaultBytes, c.on)
 	}
 }

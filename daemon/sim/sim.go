@@ -167,7 +167,7 @@ type simCtr struct {
 	id       core.CtrID
 	fn       int
 	gpu      *simGPU
-	onGPU    bool
+	on       int64     // bytes of its memory on the GPU
 	memReady core.Time // its latest prefetch lands
 	evicted  core.Time // its latest eviction ends
 	bytes    int64
@@ -339,7 +339,7 @@ func (e *engine) act(a core.Action) {
 	case core.ActStartContainer:
 		g := e.gpus[a.GPU]
 		f := e.w.Functions[a.Fn]
-		c := &simCtr{id: a.Ctr, fn: int(a.Fn), gpu: g, onGPU: true, bytes: f.MemBytes, lastUsed: e.now}
+		c := &simCtr{id: a.Ctr, fn: int(a.Fn), gpu: g, on: f.MemBytes, bytes: f.MemBytes, lastUsed: e.now}
 		e.ctrs[a.Ctr] = c
 		g.ctrs[a.Ctr] = c
 		g.resident += c.bytes
@@ -350,28 +350,31 @@ func (e *engine) act(a core.Action) {
 		g := c.gpu
 		// Not before its own eviction has left the GPU: the same pages
 		// cannot be on both links at once.
-		start := e.roomAt(g, c.bytes, max(e.now, g.h2dFree, c.evicted))
-		end := start + core.TimeOf(float64(c.bytes)/e.m.LinkBytesPerSec)
+		// The core moves what the container lacks on the GPU (all of it
+		// unless it was partly evicted).
+		mv := min(max(a.Bytes, 0), c.bytes)
+		start := e.roomAt(g, mv, max(e.now, g.h2dFree, c.evicted))
+		end := start + core.TimeOf(float64(mv)/e.m.LinkBytesPerSec)
 		g.h2dFree = end
 		c.memReady = end
-		if !c.onGPU {
-			c.onGPU = true
-			g.resident += c.bytes
-		}
+		add := min(mv, c.bytes-c.on)
+		c.on += add
+		g.resident += add
 		e.res.Prefetches++
 		e.push(simEvent{at: end, kind: kMemDone, a: uint64(a.Ctr), flag: true})
 	case core.ActEvict:
 		c := e.ctrs[a.Ctr]
 		g := c.gpu
+		// All of it, or only part (Improvements.PartialEvict).
+		mv := min(max(a.Bytes, 0), c.bytes)
 		start := max(e.now, g.d2hFree, c.memReady)
-		end := start + core.TimeOf(float64(c.bytes)/e.m.LinkBytesPerSec)
+		end := start + core.TimeOf(float64(mv)/e.m.LinkBytesPerSec)
 		g.d2hFree = end
 		c.evicted = end
-		g.evicting = append(g.evicting, pendingEvict{end: end, bytes: c.bytes})
-		if c.onGPU {
-			c.onGPU = false
-			g.resident -= c.bytes
-		}
+		g.evicting = append(g.evicting, pendingEvict{end: end, bytes: mv})
+		sub := min(mv, c.on)
+		c.on -= sub
+		g.resident -= sub
 		e.res.Evictions++
 		e.push(simEvent{at: end, kind: kMemDone, a: uint64(a.Ctr), flag: false})
 	case core.ActDispatch:
@@ -387,9 +390,7 @@ func (e *engine) act(a core.Action) {
 		}
 	case core.ActStopContainer:
 		c := e.ctrs[a.Ctr]
-		if c.onGPU {
-			c.gpu.resident -= c.bytes
-		}
+		c.gpu.resident -= c.on
 		delete(c.gpu.ctrs, a.Ctr)
 		delete(e.ctrs, a.Ctr)
 	case core.ActFail:
@@ -437,10 +438,10 @@ func (e *engine) startExec(inv core.InvID, c *simCtr) {
 	e.advance(g)
 	work := e.fn(c).WarmSec
 	fault := 0.0
-	if !c.onGPU {
-		fault = float64(c.bytes)
-		c.onGPU = true
-		g.resident += c.bytes
+	if c.on < c.bytes {
+		fault = float64(c.bytes - c.on)
+		g.resident += c.bytes - c.on
+		c.on = c.bytes
 	} else if over := g.resident - e.m.MemBytes; over > 0 {
 		fault = float64(min(over, c.bytes))
 	}
@@ -450,15 +451,15 @@ func (e *engine) startExec(inv core.InvID, c *simCtr) {
 		for g.resident > e.m.MemBytes {
 			var lru *simCtr
 			for _, o := range g.ctrs {
-				if o != c && o.onGPU && !o.busy && (lru == nil || o.lastUsed < lru.lastUsed || (o.lastUsed == lru.lastUsed && o.id < lru.id)) {
+				if o != c && o.on > 0 && !o.busy && (lru == nil || o.lastUsed < lru.lastUsed || (o.lastUsed == lru.lastUsed && o.id < lru.id)) {
 					lru = o
 				}
 			}
 			if lru == nil {
 				break
 			}
-			lru.onGPU = false
-			g.resident -= lru.bytes
+			g.resident -= lru.on
+			lru.on = 0
 		}
 	}
 	r := running{inv: inv, ctr: c, remain: work, start: e.now}
