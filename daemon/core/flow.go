@@ -149,7 +149,7 @@ type container struct {
 	bytes    int64
 	// kept: bytes still on the device while not resident (a partial
 	// eviction, Improvements.PartialEvict); 0 otherwise.
-	kept int64
+	kept     int64
 	lastUsed Time
 	kaArmed  bool
 	fresh    bool // has not run anything yet
