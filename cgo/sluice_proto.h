@@ -48,7 +48,10 @@ enum sluice_msg_type {
 
 enum sluice_op {
 	SLUICE_OP_PREFETCH_DEVICE = 1, /* all tracked evictable memory to its device */
-	SLUICE_OP_EVICT_HOST = 2,      /* all tracked evictable memory to the host */
+	SLUICE_OP_EVICT_HOST = 2,      /* tracked evictable memory to the host: all of it
+	                                * (arg = 0), or the next arg bytes of it past the
+	                                * previous partial evictions since the last move
+	                                * of everything (docs/SHIM.md) */
 	SLUICE_OP_SET_BUDGET = 3,      /* arg = bytes; 0 removes the budget */
 	SLUICE_OP_REPORT_USAGE = 4,    /* RESULT carries the counters */
 };

@@ -161,12 +161,28 @@ CUresult shim_prefetch(CUdeviceptr p, size_t n, int to_device, CUdevice dev, CUs
 	return v1(p, n, to_device ? dev : CU_DEVICE_CPU, s);
 }
 
+/* Partial evictions (EVICT_HOST with a byte limit) walk the tracked
+ * evictable ranges as one sequence, in move_all's order, and send the next
+ * limit bytes of it to the host: evict_cursor is how far they have got since
+ * the last move of everything. Only the control thread touches it. Cut
+ * points fall on EVICT_ALIGN boundaries of their range (unified memory
+ * migrates whole pages; 2 MiB is the driver's large page). */
+#define EVICT_ALIGN (2ull << 20)
+static uint64_t evict_cursor;
+
 /* Move every tracked evictable range to its context's device (or to the
- * host). Returns 0 or the first driver error; *moved counts the bytes of
- * ranges whose prefetch was accepted. */
-static int32_t move_all(int to_device, uint64_t *moved)
+ * host). To the host with limit > 0: only the next limit bytes of the
+ * sequence past evict_cursor (rounded up to EVICT_ALIGN within a range).
+ * Returns 0 or the first driver error; *moved counts the bytes whose
+ * prefetch was accepted. */
+static int32_t move_all(int to_device, uint64_t limit, uint64_t *moved)
 {
 	*moved = 0;
+	if (to_device)
+		limit = 0;
+	uint64_t lo = limit ? evict_cursor : 0;
+	uint64_t hi = limit && limit < UINT64_MAX - lo ? lo + limit : UINT64_MAX;
+	uint64_t pos = 0; /* where the current range starts in the sequence */
 	struct mem_range *r;
 	size_t n;
 	if (REAL(cuCtxPushCurrent_v2) == NULL || REAL(cuCtxPopCurrent_v2) == NULL ||
@@ -209,17 +225,38 @@ static int32_t move_all(int to_device, uint64_t *moved)
 		for (size_t k = i; k < n; k++) {
 			if (r[k].ctx != s->ctx)
 				continue;
-			CUresult e = shim_prefetch(r[k].ptr, r[k].size, to_device, dev, s->stream);
-			if (e == CUDA_SUCCESS)
-				*moved += r[k].size;
-			else if (status == SLUICE_OK)
+			uint64_t start = pos, size = r[k].size;
+			pos += size;
+			if (pos <= lo || start >= hi)
+				continue;
+			/* the part of this range inside [lo, hi) */
+			uint64_t off = lo > start ? lo - start : 0;
+			uint64_t end = hi - start < size ? hi - start : size;
+			if (end < size) {
+				end = (end + EVICT_ALIGN - 1) / EVICT_ALIGN * EVICT_ALIGN;
+				if (end > size)
+					end = size;
+			}
+			if (end <= off)
+				continue;
+			CUresult e = shim_prefetch(r[k].ptr + off, (size_t)(end - off), to_device, dev, s->stream);
+			if (e == CUDA_SUCCESS) {
+				*moved += end - off;
+				if (limit && start + end > hi)
+					hi = start + end; /* the rounding moved the window's end */
+			} else if (status == SLUICE_OK) {
 				status = (int32_t)e;
+			}
 		}
 		if (REAL(cuEventRecord)(s->ev, s->stream) == CUDA_SUCCESS)
 			used[nused++] = s;
 		REAL(cuCtxPopCurrent_v2)(&popped);
 	}
 	free(r);
+	/* a partial eviction moves the cursor to where it stopped; moving
+	 * everything to the device starts the sequence again, moving
+	 * everything to the host leaves nothing for a partial one */
+	evict_cursor = limit ? (hi < pos ? hi : pos) : (to_device ? 0 : pos);
 	/* Submissions from now on order themselves after the prefetch. */
 	struct sluice_usage_page *page = atomic_load(&shim_usage);
 	if (to_device && nused > 0) {
@@ -320,11 +357,11 @@ static void run_command(int fd, const struct sluice_command *c)
 	struct sluice_usage_page *p = atomic_load(&shim_usage);
 	switch (c->op) {
 	case SLUICE_OP_PREFETCH_DEVICE:
-		res.status = move_all(1, &res.bytes);
+		res.status = move_all(1, 0, &res.bytes);
 		__atomic_fetch_add(&p->prefetches, 1, __ATOMIC_RELAXED);
 		break;
 	case SLUICE_OP_EVICT_HOST:
-		res.status = move_all(0, &res.bytes);
+		res.status = move_all(0, c->arg, &res.bytes);
 		__atomic_fetch_add(&p->evictions, 1, __ATOMIC_RELAXED);
 		break;
 	case SLUICE_OP_SET_BUDGET:

@@ -37,7 +37,7 @@ type Op uint32
 // Commands.
 const (
 	OpPrefetchDevice Op = 1 // move all evictable memory to its GPU
-	OpEvictHost      Op = 2 // move all evictable memory to host memory
+	OpEvictHost      Op = 2 // arg 0: move all evictable memory to host memory; else the next arg bytes
 	OpSetBudget      Op = 3 // arg: bytes, 0 removes the budget
 	OpReportUsage    Op = 4 // reply carries the usage counters
 )

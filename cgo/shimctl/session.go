@@ -111,6 +111,14 @@ func (s *Session) EvictToHost(ctx context.Context) (Result, error) {
 	return s.Do(ctx, OpEvictHost, 0)
 }
 
+// EvictBytes moves the next n bytes of the process's evictable memory to
+// host memory (a partial eviction; docs/SHIM.md). The result's Bytes says
+// how much moved: a little more than n where a cut was rounded up to 2 MiB,
+// less where less was left on the GPU. n = 0 moves everything.
+func (s *Session) EvictBytes(ctx context.Context, n uint64) (Result, error) {
+	return s.Do(ctx, OpEvictHost, n)
+}
+
 // SetBudget sets the process's memory budget in bytes (0 = none).
 func (s *Session) SetBudget(ctx context.Context, bytes uint64) (Result, error) {
 	return s.Do(ctx, OpSetBudget, bytes)

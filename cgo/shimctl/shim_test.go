@@ -220,6 +220,43 @@ func TestShimCommands(t *testing.T) {
 		t.Errorf("command counters %+v", u)
 	}
 
+	// Partial evictions move the next bytes each time, never the same ones;
+	// a cut inside a range is rounded up to 2 MiB of it.
+	var out uint64
+	for i, want := range []struct{ n, min, max uint64 }{
+		{3 * mib, 3 * mib, 5 * mib},
+		{3 * mib, 3 * mib, 5 * mib},
+		{100 * mib, 0, 9 * mib}, // the rest
+		{mib, 0, 0},             // nothing left
+	} {
+		r, err := s.EvictBytes(ctx, want.n)
+		if err != nil || r.Err() != nil || r.Bytes < want.min || r.Bytes > want.max || out+r.Bytes > 9*mib {
+			t.Fatalf("partial eviction %d of %d bytes: %+v %v (moved %d before)", i, want.n, r, err, out)
+		}
+		t.Logf("partial eviction %d of %d bytes moved %d", i, want.n, r.Bytes)
+		out += r.Bytes
+		if res := p.do("resident", "resident"); num(t, res[1]) != 9*mib-out {
+			t.Errorf("resident after partial eviction %d: %v, want %d", i, res, 9*mib-out)
+		}
+	}
+	if out != 9*mib {
+		t.Errorf("partial evictions moved %d bytes in all, want %d", out, 9*mib)
+	}
+	r, err = s.PrefetchToDevice(ctx)
+	if err != nil || r.Err() != nil || r.Bytes != 9*mib {
+		t.Fatalf("prefetch after partial evictions: %+v %v %v", r, err, r.Err())
+	}
+	if res := p.do("resident", "resident"); num(t, res[1]) != 9*mib {
+		t.Errorf("resident after prefetch: %v", res)
+	}
+	// After a prefetch the sequence starts again.
+	if r, err := s.EvictBytes(ctx, 2*mib); err != nil || r.Err() != nil || r.Bytes < 2*mib || r.Bytes > 4*mib {
+		t.Fatalf("partial eviction after prefetch: %+v %v", r, err)
+	}
+	if _, err := s.PrefetchToDevice(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	// Hostile daemon messages are dropped; the process and the channel live on.
 	for _, bad := range [][]byte{
 		[]byte("garbage"),
