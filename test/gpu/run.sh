@@ -7,8 +7,8 @@
 #   2. runs the driver-API example program (build/gpu-matmul) with and
 #      without LD_PRELOAD=build/libsluice.so: results checked, times compared,
 #   3. measures launch overhead with and without the shim,
-#   4. measures managed-memory prefetch GB/s (to device, to host) and the
-#      demand-fault cost,
+#   4. measures managed-memory prefetch GB/s (to device, to host), the
+#      demand-fault cost and what a swap-in costs after a partial eviction,
 #   5. runs a PyTorch inference with and without the shim: outputs must be
 #      identical, allocations converted to managed memory, latency overhead,
 # and writes $OUT/results.json and $OUT/run.log.
@@ -209,6 +209,10 @@ run_gm launch-shim 40 LD_PRELOAD="$SHIM" -- --mode launch --count "$LAUNCHES"; J
 if [ "$PF_MB" -ge 1 ]; then
 	run_gm prefetch 60 X=1 -- --mode prefetch --mb "$PF_MB" --iters 3; J_PF=$J
 	run_gm fault 60 X=1 -- --mode fault --mb "$PF_MB"; J_FT=$J
+	# partial moves (the scheduling core's partialevict): part of the
+	# buffer to the host, then all of it back; the swap-in should cost what
+	# was missing, not the whole buffer
+	run_gm partial 60 X=1 -- --mode partial --mb "$PF_MB" --iters 3
 else
 	record prefetch fail 0 "no free GPU memory figure"; J_PF=; J_FT=
 fi
@@ -362,6 +366,9 @@ if ft:
     fig["demand_fault"] = {"us_per_mb": ft["fault_us_per_mb"], "gbps": ft["fault_gbps"],
                            "faulting_kernel_ms": ft["faulting_kernel_ms"], "resident_kernel_ms": ft["resident_kernel_ms"],
                            "prefetch_then_kernel_ms": ft["prefetch_then_kernel_ms"]}
+pm = d("partial")
+if pm:
+    fig["partial_moves"] = {"parts": pm["parts"], "resident_prefetch_ms": pm["resident_prefetch_ms"]}
 t = d("torch")
 if t:
     fig["torch_median_ms"] = {"base": t["base"]["median_ms"], "shim": t["shim"]["median_ms"],

@@ -9,7 +9,7 @@
  * (build/fakecuda, an emulator) the kernels are emulated on the CPU and the
  * JSON says "emulated": true.
  *
- *   gpu-matmul [--mode matmul|launch|prefetch|fault] [--mb N] [--iters K]
+ *   gpu-matmul [--mode matmul|launch|prefetch|fault|partial] [--mb N] [--iters K]
  *              [--n SIZE] [--count K] [--managed]
  *   gpu-matmul --ptx      (prints the embedded PTX, e.g. for ptxas)
  *
@@ -522,12 +522,89 @@ out:
 	return rc;
 }
 
+/* partial moves: with the whole buffer on the GPU, send its first k bytes
+ * to the host, then prefetch the whole buffer back, for k = 1/8, 1/4, 1/2
+ * and all of it; and prefetch it once more while it is all on the GPU.
+ * Sluice's partial evictions assume the swap-in costs what is missing, not
+ * the footprint (docs/EVALUATION.md). */
+static int run_partial(const struct opts *o, char *out, size_t cap)
+{
+	int rc = 0;
+	size_t bytes = (size_t)o->mb << 20;
+	const size_t align = 2u << 20;
+	CUdeviceptr p = 0;
+	CUevent e0 = NULL, e1 = NULL;
+	static const int eighths[] = {1, 2, 4, 8};
+	float out_ms[4], back_ms[4], again_ms = 1e30f;
+	size_t part[4];
+	CK(cuMemAllocManaged(&p, bytes, CU_MEM_ATTACH_GLOBAL));
+	memset((void *)(uintptr_t)p, 0, bytes);
+	CK(cuEventCreate(&e0, 0));
+	CK(cuEventCreate(&e1, 0));
+	CK(prefetch(p, bytes, 1, W.s));
+	CK(cuStreamSynchronize(W.s));
+	for (int f = 0; f < 4; f++) {
+		size_t k = bytes / 8 * (size_t)eighths[f];
+		k = f == 3 ? bytes : (k + align - 1) / align * align;
+		part[f] = k < bytes ? k : bytes;
+		out_ms[f] = back_ms[f] = 1e30f;
+		for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++) {
+			float ms;
+			CK(cuEventRecord(e0, W.s));
+			CK(prefetch(p, part[f], 0, W.s));
+			CK(cuEventRecord(e1, W.s));
+			CK(cuEventSynchronize(e1));
+			CK(cuEventElapsedTime(&ms, e0, e1));
+			out_ms[f] = ms < out_ms[f] ? ms : out_ms[f];
+			CK(cuEventRecord(e0, W.s));
+			CK(prefetch(p, bytes, 1, W.s));
+			CK(cuEventRecord(e1, W.s));
+			CK(cuEventSynchronize(e1));
+			CK(cuEventElapsedTime(&ms, e0, e1));
+			back_ms[f] = ms < back_ms[f] ? ms : back_ms[f];
+		}
+	}
+	for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++) {
+		float ms;
+		CK(cuEventRecord(e0, W.s));
+		CK(prefetch(p, bytes, 1, W.s));
+		CK(cuEventRecord(e1, W.s));
+		CK(cuEventSynchronize(e1));
+		CK(cuEventElapsedTime(&ms, e0, e1));
+		again_ms = ms < again_ms ? ms : again_ms;
+	}
+	/* the data survived every move: one touch makes each float 1 */
+	CK(touch(p, bytes / 4, W.s));
+	float v[2] = {0, 0};
+	CK(cuMemcpyDtoH_v2(&v[0], p, 4));
+	CK(cuMemcpyDtoH_v2(&v[1], p + bytes - 4, 4));
+	int ok = v[0] == 1.0f && v[1] == 1.0f;
+	int k = head(out, cap, o);
+	k += snprintf(out + k, cap - (size_t)k, ",\"ok\":%s,\"parts\":[", ok ? "true" : "false");
+	for (int f = 0; f < 4; f++)
+		k += snprintf(out + k, cap - (size_t)k,
+			      "%s{\"mb\":%.1f,\"to_host_ms\":%.3f,\"back_ms\":%.3f,\"back_gbps\":%.2f}",
+			      f ? "," : "", (double)part[f] / 1048576.0, (double)out_ms[f], (double)back_ms[f],
+			      (double)part[f] / ((double)back_ms[f] * 1e6));
+	snprintf(out + k, cap - (size_t)k, "],\"resident_prefetch_ms\":%.3f,\"timings\":\"%s\"}",
+		 (double)again_ms, W.emulated ? "emulated" : "measured");
+	rc = ok ? 0 : 1;
+out:
+	if (e0)
+		cuEventDestroy_v2(e0);
+	if (e1)
+		cuEventDestroy_v2(e1);
+	if (p)
+		cuMemFree_v2(p);
+	return rc;
+}
+
 /* Validate options; returns NULL or an error message. */
 static const char *check_opts(const struct opts *o)
 {
 	if (strcmp(o->mode, "matmul") && strcmp(o->mode, "launch") && strcmp(o->mode, "prefetch") &&
-	    strcmp(o->mode, "fault"))
-		return "mode must be matmul, launch, prefetch or fault";
+	    strcmp(o->mode, "fault") && strcmp(o->mode, "partial"))
+		return "mode must be matmul, launch, prefetch, fault or partial";
 	if (o->mb < 1 || o->mb > (1L << 20))
 		return "mb must be in [1, 1048576]";
 	if (o->iters < 0 || o->iters > 1000000)
@@ -550,6 +627,8 @@ static int run(const struct opts *o, char *out, size_t cap)
 		return run_prefetch(o, out, cap);
 	if (!strcmp(o->mode, "fault"))
 		return run_fault(o, out, cap);
+	if (!strcmp(o->mode, "partial"))
+		return run_partial(o, out, cap);
 	return run_matmul(o, out, cap);
 }
 
@@ -696,7 +775,7 @@ static int serve(const char *path, const struct opts *defaults)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: gpu-matmul [--mode matmul|launch|prefetch|fault] [--mb N] [--iters K] [--n SIZE]\n"
+	fprintf(stderr, "usage: gpu-matmul [--mode matmul|launch|prefetch|fault|partial] [--mb N] [--iters K] [--n SIZE]\n"
 			"                  [--count K] [--managed]\n"
 			"       gpu-matmul --ptx\n");
 }
