@@ -145,12 +145,15 @@ static uint64_t env_u64(const char *name, uint64_t def)
 	const char *v = getenv(name);
 	if (v == NULL || *v == '\0')
 		return def;
-	char *end;
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (errno != 0 || *end != '\0') {
-		shim_warn("ignoring %s=%s: not a number", name, v);
-		return def;
+	/* decimal digits by hand: glibc 2.38 and newer redirect strtoull to a
+	 * C23 symbol that older systems' glibc lacks (check_syms.sh) */
+	uint64_t x = 0;
+	for (const char *c = v; *c != '\0'; c++) {
+		if (*c < '0' || *c > '9' || x > (UINT64_MAX - (uint64_t)(*c - '0')) / 10) {
+			shim_warn("ignoring %s=%s: not a number", name, v);
+			return def;
+		}
+		x = x * 10 + (uint64_t)(*c - '0');
 	}
 	return x;
 }

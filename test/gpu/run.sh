@@ -93,8 +93,10 @@ record environment pass 0 "{\"mode\":\"$MODE\",\"driver_dir\":\"$DRVDIR\",\"host
 
 # ------------------------------------------------------------------ build
 s=$(date +%s)
-TARGETS="$B/libsluice.so $B/gpu-matmul"
-[ "$FAKE" = 1 ] && TARGETS="$TARGETS $B/fakecuda/libcuda.so.1"
+# make's targets are relative to the repository root (rules are written
+# that way; an absolute path has no rule where the file is not built yet)
+TARGETS="build/libsluice.so build/gpu-matmul"
+[ "$FAKE" = 1 ] && TARGETS="$TARGETS build/fakecuda/libcuda.so.1"
 if [ "$QUICK" != 1 ]; then TARGETS="$TARGETS shim-test-bins"; fi
 if ! command -v make >/dev/null || ! command -v cc >/dev/null; then
 	# no toolchain on this host: use what was built elsewhere and carried
