@@ -4,6 +4,8 @@
 # is, dlsym is exported under both glibc versions, and the library needs no
 # glibc symbol version newer than the baseline below (old-glibc images).
 set -eu
+# sort and comm order by byte, whatever the host's locale
+export LC_ALL=C
 lib=$1
 here=$(dirname "$0")
 def=$here/../syms.def

@@ -188,6 +188,8 @@ run_gm() {
 	env "${envs[@]}" timeout "$(budget "$to")" "$GM" "$@" >"$TMP/$name.out" 2>&1
 	local rc=$?
 	J=$(jline "$TMP/$name.out")
+	# a preload that did not happen must not pass for a run under the shim
+	if grep -q 'cannot be preloaded' "$TMP/$name.out"; then rc=98; fi
 	if [ $rc -eq 0 ] && [ -n "$J" ] && [ "$(jget "$J" ok)" = True ]; then
 		record "$name" pass $(($(date +%s) - s)) "$J"
 		return 0

@@ -575,6 +575,7 @@ static int run_partial(const struct opts *o, char *out, size_t cap)
 	}
 	/* the data survived every move: one touch makes each float 1 */
 	CK(touch(p, bytes / 4, W.s));
+	CK(cuStreamSynchronize(W.s)); /* W.s does not block the legacy stream's copies */
 	float v[2] = {0, 0};
 	CK(cuMemcpyDtoH_v2(&v[0], p, 4));
 	CK(cuMemcpyDtoH_v2(&v[1], p + bytes - 4, 4));
