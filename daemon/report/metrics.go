@@ -94,12 +94,16 @@ type Metrics struct {
 	// over the same completed invocations): how evenly functions are served
 	// relative to the best each could get, a function's unavoidable first
 	// cold start included in its best.
-	JainVsIsolated    float64       `json:"jain_vs_isolated"`
-	ContainersStarted int           `json:"containers_started"`
-	Prefetches        int           `json:"prefetches"`
-	Evictions         int           `json:"evictions"`
-	MakespanS         float64       `json:"makespan_s"`
-	PerFunction       []FunctionMet `json:"per_function"`
+	JainVsIsolated    float64 `json:"jain_vs_isolated"`
+	ContainersStarted int     `json:"containers_started"`
+	Prefetches        int     `json:"prefetches"`
+	Evictions         int     `json:"evictions"`
+	// MovedGB: GB moved between host and GPU by prefetches and
+	// evictions; FaultGB: GB demand-paged in.
+	MovedGB     float64       `json:"moved_gb"`
+	FaultGB     float64       `json:"fault_gb"`
+	MakespanS   float64       `json:"makespan_s"`
+	PerFunction []FunctionMet `json:"per_function"`
 }
 
 // FunctionMet is one function's results under a policy.
@@ -144,7 +148,8 @@ func Model(m sim.GPUModel, c core.Config, prewarm int) ModelInfo {
 // function's isolated warm execution time.
 func Compute(w *workload.Workload, r *sim.Result, name string) Metrics {
 	m := Metrics{Policy: name, Invocations: len(r.Records), ContainersStarted: r.ContainersStarted,
-		Prefetches: r.Prefetches, Evictions: r.Evictions, MakespanS: round(r.Makespan.Seconds(), 3)}
+		Prefetches: r.Prefetches, Evictions: r.Evictions, MovedGB: round((r.PrefetchBytes+r.EvictBytes)/1e9, 3),
+		FaultGB: round(r.FaultBytes/1e9, 3), MakespanS: round(r.Makespan.Seconds(), 3)}
 	var lat []float64
 	perLat := make([][]float64, len(w.Functions))
 	perSlow := make([]float64, len(w.Functions))

@@ -42,10 +42,11 @@ type Result struct {
 	Incomplete int
 	// StartsCold counts containers started.
 	ContainersStarted int
-	// Prefetches and Evictions count memory moves; FaultBytes is memory
-	// demand-paged in.
-	Prefetches, Evictions int
-	FaultBytes            float64
+	// Prefetches and Evictions count memory moves and PrefetchBytes and
+	// EvictBytes what they moved; FaultBytes is memory demand-paged in.
+	Prefetches, Evictions     int
+	PrefetchBytes, EvictBytes float64
+	FaultBytes                float64
 }
 
 // Options configure one run.
@@ -361,6 +362,7 @@ func (e *engine) act(a core.Action) {
 		c.on += add
 		g.resident += add
 		e.res.Prefetches++
+		e.res.PrefetchBytes += float64(mv)
 		e.push(simEvent{at: end, kind: kMemDone, a: uint64(a.Ctr), flag: true})
 	case core.ActEvict:
 		c := e.ctrs[a.Ctr]
@@ -376,6 +378,7 @@ func (e *engine) act(a core.Action) {
 		c.on -= sub
 		g.resident -= sub
 		e.res.Evictions++
+		e.res.EvictBytes += float64(mv)
 		e.push(simEvent{at: end, kind: kMemDone, a: uint64(a.Ctr), flag: false})
 	case core.ActDispatch:
 		c := e.ctrs[a.Ctr]
