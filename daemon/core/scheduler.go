@@ -297,9 +297,11 @@ func (s *Scheduler) completed(inv InvID, gpuTime time.Duration, bytes int64) err
 	if bytes > 0 && bytes != c.bytes {
 		if c.resident {
 			g.resident += bytes - c.bytes
-		} else if c.kept > bytes {
+		} else if c.kept >= bytes {
+			// what was kept of a partial eviction is now all of it
 			g.resident -= c.kept - bytes
-			c.kept = bytes
+			c.kept, c.resident = 0, true
+			c.landed = c.moving == 0
 		}
 		c.bytes, f.mem = bytes, bytes
 	}
