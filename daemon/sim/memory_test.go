@@ -19,14 +19,21 @@ func newTestEngine(mem int64) (*engine, *simGPU) {
 	return e, g
 }
 
+// addCtr puts container id of the given footprint on g, with on bytes of
+// it on the GPU.
+func addCtr(e *engine, g *simGPU, id core.CtrID, bytes, on int64) *simCtr {
+	c := &simCtr{id: id, gpu: g, on: on, bytes: bytes}
+	e.ctrs[id], g.ctrs[id] = c, c
+	g.resident += on
+	return c
+}
+
 // TestPrefetchWaitsForOwnEviction: a container's memory cannot move back to
 // the GPU while it is still on its way to the host (nor leave while it is
 // still arriving): the second move starts when the first one ends.
 func TestPrefetchWaitsForOwnEviction(t *testing.T) {
 	e, g := newTestEngine(16e9)
-	c := &simCtr{id: 1, gpu: g, on: 3e9, bytes: 3e9}
-	e.ctrs[1], g.ctrs[1] = c, c
-	g.resident = 3e9
+	c := addCtr(e, g, 1, 3e9, 3e9)
 	move := core.TimeOf(3e9 / e.m.LinkBytesPerSec)
 	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 3e9})
 	e.act(core.Action{Kind: core.ActPrefetch, Ctr: 1, Bytes: 3e9})
@@ -67,8 +74,7 @@ func TestPagingSharesFaultBandwidth(t *testing.T) {
 	e.w = &workload.Workload{Functions: []workload.Function{{Name: "f", WarmSec: warm, MemBytes: bytes}}}
 	e.res.Records = make([]Record, 2)
 	for i := 0; i < 2; i++ {
-		c := &simCtr{id: core.CtrID(i + 1), gpu: g, bytes: bytes} // memory on the host
-		e.ctrs[c.id], g.ctrs[c.id] = c, c
+		c := addCtr(e, g, core.CtrID(i+1), bytes, 0) // memory on the host
 		e.startExec(core.InvID(i), c)
 	}
 	alone := bytes / e.m.FaultBytesPerSec // one page-in at the full bandwidth
@@ -96,9 +102,7 @@ func TestPagingSharesFaultBandwidth(t *testing.T) {
 // container that lacks bytes demand-pages exactly those.
 func TestPartialMoves(t *testing.T) {
 	e, g := newTestEngine(16e9)
-	c := &simCtr{id: 1, gpu: g, on: 3e9, bytes: 3e9}
-	e.ctrs[1], g.ctrs[1] = c, c
-	g.resident = 3e9
+	c := addCtr(e, g, 1, 3e9, 3e9)
 	gb := core.TimeOf(1e9 / e.m.LinkBytesPerSec)
 	e.act(core.Action{Kind: core.ActEvict, Ctr: 1, Bytes: 1e9})
 	if c.evicted != gb || c.on != 2e9 || g.resident != 2e9 {

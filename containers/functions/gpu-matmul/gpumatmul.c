@@ -285,6 +285,36 @@ static CUresult prefetch(CUdeviceptr p, size_t bytes, int to_device, CUstream s)
 	return cuMemPrefetchAsync(p, bytes, to_device ? W.dev : CU_DEVICE_CPU, s);
 }
 
+/* one prefetch of n bytes at p on W.s, timed between e0 and e1; *best
+ * keeps the fastest in ms */
+static CUresult timed_prefetch(CUdeviceptr p, size_t n, int to_device, CUevent e0, CUevent e1, float *best)
+{
+	float ms;
+	CUresult r = cuEventRecord(e0, W.s);
+	if (r == CUDA_SUCCESS)
+		r = prefetch(p, n, to_device, W.s);
+	if (r == CUDA_SUCCESS)
+		r = cuEventRecord(e1, W.s);
+	if (r == CUDA_SUCCESS)
+		r = cuEventSynchronize(e1);
+	if (r == CUDA_SUCCESS)
+		r = cuEventElapsedTime(&ms, e0, e1);
+	if (r == CUDA_SUCCESS && ms < *best)
+		*best = ms;
+	return r;
+}
+
+/* the events and the managed buffer of a memory mode, whichever exist */
+static void release(CUevent e0, CUevent e1, CUdeviceptr p)
+{
+	if (e0)
+		cuEventDestroy_v2(e0);
+	if (e1)
+		cuEventDestroy_v2(e1);
+	if (p)
+		cuMemFree_v2(p);
+}
+
 /* ------------------------------------------------------------- modes */
 
 static int run_matmul(const struct opts *o, char *out, size_t cap)
@@ -438,19 +468,8 @@ static int run_prefetch(const struct opts *o, char *out, size_t cap)
 	CK(cuEventCreate(&e1, 0));
 	float best_d = 1e30f, best_h = 1e30f;
 	for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++) {
-		float ms;
-		CK(cuEventRecord(e0, W.s));
-		CK(prefetch(p, bytes, 1, W.s));
-		CK(cuEventRecord(e1, W.s));
-		CK(cuEventSynchronize(e1));
-		CK(cuEventElapsedTime(&ms, e0, e1));
-		best_d = ms < best_d ? ms : best_d;
-		CK(cuEventRecord(e0, W.s));
-		CK(prefetch(p, bytes, 0, W.s));
-		CK(cuEventRecord(e1, W.s));
-		CK(cuEventSynchronize(e1));
-		CK(cuEventElapsedTime(&ms, e0, e1));
-		best_h = ms < best_h ? ms : best_h;
+		CK(timed_prefetch(p, bytes, 1, e0, e1, &best_d));
+		CK(timed_prefetch(p, bytes, 0, e0, e1, &best_h));
 	}
 	int k = head(out, cap, o);
 	snprintf(out + k, cap - (size_t)k,
@@ -459,12 +478,7 @@ static int run_prefetch(const struct opts *o, char *out, size_t cap)
 		 (double)best_d, (double)bytes / ((double)best_d * 1e6), (double)best_h,
 		 (double)bytes / ((double)best_h * 1e6), W.emulated ? "emulated" : "measured");
 out:
-	if (e0)
-		cuEventDestroy_v2(e0);
-	if (e1)
-		cuEventDestroy_v2(e1);
-	if (p)
-		cuMemFree_v2(p);
+	release(e0, e1, p);
 	return rc;
 }
 
@@ -513,12 +527,7 @@ static int run_fault(const struct opts *o, char *out, size_t cap)
 		 W.emulated ? "emulated" : "measured");
 	rc = ok ? 0 : 1;
 out:
-	if (e0)
-		cuEventDestroy_v2(e0);
-	if (e1)
-		cuEventDestroy_v2(e1);
-	if (p)
-		cuMemFree_v2(p);
+	release(e0, e1, p);
 	return rc;
 }
 
@@ -549,30 +558,12 @@ static int run_partial(const struct opts *o, char *out, size_t cap)
 		part[f] = k < bytes ? k : bytes;
 		out_ms[f] = back_ms[f] = 1e30f;
 		for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++) {
-			float ms;
-			CK(cuEventRecord(e0, W.s));
-			CK(prefetch(p, part[f], 0, W.s));
-			CK(cuEventRecord(e1, W.s));
-			CK(cuEventSynchronize(e1));
-			CK(cuEventElapsedTime(&ms, e0, e1));
-			out_ms[f] = ms < out_ms[f] ? ms : out_ms[f];
-			CK(cuEventRecord(e0, W.s));
-			CK(prefetch(p, bytes, 1, W.s));
-			CK(cuEventRecord(e1, W.s));
-			CK(cuEventSynchronize(e1));
-			CK(cuEventElapsedTime(&ms, e0, e1));
-			back_ms[f] = ms < back_ms[f] ? ms : back_ms[f];
+			CK(timed_prefetch(p, part[f], 0, e0, e1, &out_ms[f]));
+			CK(timed_prefetch(p, bytes, 1, e0, e1, &back_ms[f]));
 		}
 	}
-	for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++) {
-		float ms;
-		CK(cuEventRecord(e0, W.s));
-		CK(prefetch(p, bytes, 1, W.s));
-		CK(cuEventRecord(e1, W.s));
-		CK(cuEventSynchronize(e1));
-		CK(cuEventElapsedTime(&ms, e0, e1));
-		again_ms = ms < again_ms ? ms : again_ms;
-	}
+	for (long r = 0; r < (o->iters > 0 ? o->iters : 3); r++)
+		CK(timed_prefetch(p, bytes, 1, e0, e1, &again_ms));
 	/* the data survived every move: one touch makes each float 1 */
 	CK(touch(p, bytes / 4, W.s));
 	CK(cuStreamSynchronize(W.s)); /* W.s does not block the legacy stream's copies */
@@ -591,12 +582,7 @@ static int run_partial(const struct opts *o, char *out, size_t cap)
 		 (double)again_ms, W.emulated ? "emulated" : "measured");
 	rc = ok ? 0 : 1;
 out:
-	if (e0)
-		cuEventDestroy_v2(e0);
-	if (e1)
-		cuEventDestroy_v2(e1);
-	if (p)
-		cuMemFree_v2(p);
+	release(e0, e1, p);
 	return rc;
 }
 
