@@ -173,6 +173,19 @@ type Improvements struct {
 	// needs a fraction of one, whole-container eviction moves every byte
 	// twice that the GPU had room for.
 	PartialEvict bool
+	// KeepLong: among eviction victims of the same class (MemoryAware's flow
+	// state), containers of long flows go last: flows whose measured GPU
+	// time is at least keepLongFactor times their measured swap-in time.
+	// Belady's order (farthest forecast next use first) maximizes hits, so
+	// the rarely invoked flows always miss; when those are the long
+	// functions, every swap-in lands on top of the longest latencies,
+	// which the interfunction variance measures, while the frequent short
+	// flows whose memory goes instead stay far below them. Only while the
+	// backlog is short (fewer than keepLongBacklog requests queued per D
+	// slot): under a backlog the swap-ins it adds for short flows hold
+	// slots and cost throughput. Off by default (docs/EVALUATION.md,
+	// "Keeping long functions resident").
+	KeepLong bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by

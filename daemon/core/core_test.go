@@ -1213,3 +1213,52 @@ func evictions(rd Ready) []CtrID {
 	}
 	return out
 }
+
+// TestKeepLong: with KeepLong, a long flow's idle container (GPU time at
+// least keepLongFactor x its swap-in time) is evicted after a short flow's
+// of the same state, although Belady's order would take it first; under a
+// backlog of keepLongBacklog requests per slot the order is Belady's again.
+func TestKeepLong(t *testing.T) {
+	const long, short, x = 0, 1, 2
+	for _, tc := range []struct {
+		name     string
+		keepLong bool
+		backlog  bool
+		want     CtrID
+	}{
+		{"belady", false, false, 1},
+		{"keep long", true, false, 2},
+		{"keep long under a backlog", true, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 8e9, TTL: 100, TTLSet: true,
+				ImprovementsSet: true, Improvements: Improvements{MemoryAware: true, KeepLong: tc.keepLong}})
+			for f := FnID(0); f < 3; f++ {
+				mustStep(t, s, 0, Register(f, "f", 0, 4e9))
+			}
+			mustStep(t, s, 0, Arrived(1, long))
+			mustStep(t, s, 0.5, ContainerReady(1))
+			mustStep(t, s, 5.5, Completed(1, 5*time.Second, 0)) // c1: long, seen once (forecast: never)
+			runOnce(t, s, 6, 2, short, 2)                       // c2: short
+			runOnce(t, s, 7, 3, short, 0)                       // short: forecast at 8 s
+			// Swap-in times as if measured: 0.5 s each, so long's 5 s GPU
+			// time is 10x its swap-in and short's 0.1 s is not.
+			s.flows[long].swapSec, s.flows[short].swapSec = 0.5, 0.5
+			if s.flows[long].state != Active || s.flows[short].state != Active {
+				t.Fatal("setup: both flows should be Active (same victim class)")
+			}
+			if tc.backlog {
+				s.queued = keepLongBacklog // as if that many requests waited for the slot
+			}
+			g := s.gpus[0]
+			s.makeRoom(g, 4e9, nil, roomAny)
+			if tc.backlog {
+				s.queued = 0
+			}
+			ev := evictions(s.Ready())
+			if !slices.Equal(ev, []CtrID{tc.want}) {
+				t.Fatalf("evicted %v, want [%d]", ev, tc.want)
+			}
+		})
+	}
+}

@@ -218,9 +218,31 @@ func (s *Scheduler) roomFor(g *gpu, v victimFilter) int64 {
 	return free
 }
 
+// keepLongFactor: Improvements.KeepLong counts a flow as long when its
+// measured GPU time is at least this many times its measured swap-in time.
+const keepLongFactor = 4
+
+// keepLongBacklog: Improvements.KeepLong applies while fewer than this many
+// requests per D slot are queued.
+const keepLongBacklog = 10
+
+// keepLong reports whether makeRoom keeps long flows' containers for last
+// now (Improvements.KeepLong, and the backlog is short).
+func (s *Scheduler) keepLong() bool {
+	return s.cfg.Improvements.KeepLong && s.queued < keepLongBacklog*s.cfg.D*len(s.gpus)
+}
+
+// long reports whether f's measured GPU time is at least keepLongFactor
+// times its measured swap-in time (Improvements.KeepLong).
+func (f *flow) long() bool {
+	return f.swapSec > 0 && f.tau >= keepLongFactor*f.swapSec
+}
+
 // makeRoom evicts idle resident containers of g (except keep) until need
-// more bytes fit, in victim-class then least-recently-used order. Memory
-// still moving is never a victim (that could ping-pong forever).
+// more bytes fit, in victim-class order, long flows last within a class
+// (Improvements.KeepLong), then farthest forecast next use (MemoryAware),
+// then least recently used. Memory still moving is never a victim (that
+// could ping-pong forever).
 func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, filter victimFilter) {
 	if g.resident+need <= s.cfg.GPUMemBytes {
 		return
@@ -231,9 +253,18 @@ func (s *Scheduler) makeRoom(g *gpu, need int64, keep *container, filter victimF
 			v = append(v, c)
 		}
 	}
+	keepLong := s.keepLong()
 	slices.SortFunc(v, func(a, b *container) int {
 		if ca, cb := s.victimClass(a), s.victimClass(b); ca != cb {
 			return ca - cb
+		}
+		if keepLong {
+			if la, lb := a.f.long(), b.f.long(); la != lb {
+				if lb {
+					return -1
+				}
+				return 1
+			}
 		}
 		if s.cfg.Improvements.MemoryAware {
 			// Farthest expected next use first (Belady, with the flow's

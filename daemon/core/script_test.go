@@ -176,6 +176,8 @@ func scriptCommand(s *Scheduler, line string) ([]string, *Scheduler, error) {
 					cfg.Improvements.Retag = true
 				case "partialevict":
 					cfg.Improvements.PartialEvict = true
+				case "keeplong":
+					cfg.Improvements.KeepLong = true
 				case "nocoldahead":
 					cfg.Improvements.NoColdAhead = true
 				case "none":
