@@ -39,7 +39,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		dMax      = fs.Int("d-max", 0, "sluice (adaptived): the highest concurrency its measured-throughput limit may reach (default --d + 1)")
 		t         = fs.Duration("t", 5*time.Second, "throttle threshold T (negative: off)")
 		ttl       = fs.Float64("ttl", -1.5, "anticipation TTL: seconds if >= 0, else |ttl| x mean inter-arrival time")
-		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement ("+strings.Join(improvementNames, ", ")+"), sluice:+a+b keeps only those, sluice:+default+evictahead adds one that is off by default (evictahead, partialevict, prefetch, keeplong); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
+		policies  = fs.String("policy", "fcfs,batch,sjf,mqfq,mqfq-sticky,sluice", "comma-separated policies; batch:N caps batches; sluice:-name drops an improvement ("+strings.Join(improvementNames, ", ")+"), sluice:+a+b keeps only those, sluice:+default+evictahead adds one that is off by default (evictahead, partialevict, prefetch); a :hold-cold suffix (e.g. mqfq-sticky:hold-cold) reproduces the reference implementation's D slot held during cold starts")
 		out       = fs.String("out", "", "output directory (required)")
 		selectCnt = fs.Int("select", 20, "MQFQ-Sticky candidate set size")
 		utilCap   = fs.Float64("util-cap", 0, "utilization cap 0-1 (0: off)")

@@ -183,15 +183,17 @@ type Improvements struct {
 	// flows whose memory goes instead stay far below them. Only while the
 	// backlog is short (fewer than keepLongBacklog requests queued per D
 	// slot): under a backlog the swap-ins it adds for short flows hold
-	// slots and cost throughput. Off by default (docs/EVALUATION.md,
-	// "Keeping long functions resident").
+	// slots and cost throughput. It costs mean latency (5% on the default
+	// workload) for fairness: without it sluice's interfunction variance on
+	// the Ilúvatar trace at 50-60% load is 6% above mqfq-sticky's
+	// (docs/EVALUATION.md, "Keeping long functions resident").
 	KeepLong bool
 }
 
 // SluiceImprovements returns the improvements PolicySluice turns on by
 // default.
 func SluiceImprovements() Improvements {
-	return Improvements{FirstStarts: true, ResponseRatio: true, ColdT: true, ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
+	return Improvements{KeepLong: true, FirstStarts: true, ResponseRatio: true, ColdT: true, ShareSlots: true, WarmFirst: true, MemoryAware: true, CostAwareTTL: true, ScaleT: true, WaitForBusy: true, Retag: true, AdaptiveD: true}
 }
 
 // Config configures a Scheduler. Zero fields take the default named in their

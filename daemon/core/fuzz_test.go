@@ -31,7 +31,6 @@ func FuzzStep(f *testing.F) {
 		{Policy: PolicySJF, D: 2, TTL: 0, TTLSet: true},
 		{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withEvictAhead()},
 		{Policy: PolicySluice, D: 1, GPUMemBytes: 6e9, ImprovementsSet: true, Improvements: withPartialEvict(true)},
-		{Policy: PolicySluice, D: 2, GPUMemBytes: 6e9, ImprovementsSet: true, Improvements: withKeepLong()},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {

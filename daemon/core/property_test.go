@@ -104,7 +104,6 @@ var propertyConfigs = []Config{
 	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withEvictAhead()},
 	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withPartialEvict(false)},
 	{Policy: PolicySluice, D: 1, GPUMemBytes: 6e9, ImprovementsSet: true, Improvements: withPartialEvict(true)},
-	{Policy: PolicySluice, D: 2, GPUMemBytes: 8e9, ImprovementsSet: true, Improvements: withKeepLong()},
 	{Policy: PolicyFCFS, D: 2},
 	{Policy: PolicyFCFS, D: 2, HoldColdSlot: true},
 	{Policy: PolicyBatch, D: 2, BatchCap: 3},
@@ -114,13 +113,6 @@ var propertyConfigs = []Config{
 func withEvictAhead() Improvements {
 	imp := SluiceImprovements()
 	imp.EvictAhead = true
-	return imp
-}
-
-// withKeepLong: Sluice's defaults with KeepLong.
-func withKeepLong() Improvements {
-	imp := SluiceImprovements()
-	imp.KeepLong = true
 	return imp
 }
 
