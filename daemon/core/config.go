@@ -174,8 +174,9 @@ type Improvements struct {
 	// twice that the GPU had room for.
 	PartialEvict bool
 	// KeepLong: among eviction victims of the same class (MemoryAware's flow
-	// state), containers of long flows go last: flows whose measured GPU
-	// time is at least keepLongFactor times their measured swap-in time.
+	// state; without MemoryAware all are one class), containers of long
+	// flows go last: flows whose measured GPU time is at least
+	// keepLongFactor times their measured swap-in time.
 	// Belady's order (farthest forecast next use first) maximizes hits, so
 	// the rarely invoked flows always miss; when those are the long
 	// functions, every swap-in lands on top of the longest latencies,

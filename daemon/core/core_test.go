@@ -1217,18 +1217,22 @@ func evictions(rd Ready) []CtrID {
 // TestKeepLong: with KeepLong, a long flow's idle container (GPU time at
 // least keepLongFactor x its swap-in time) is evicted after a short flow's
 // of the same state, although Belady's order would take it first; under a
-// backlog of keepLongBacklog requests per slot the order is Belady's again.
+// backlog of keepLongBacklog requests per slot the order is Belady's again,
+// and a flow with no measured GPU time is not long.
 func TestKeepLong(t *testing.T) {
-	const long, short, x = 0, 1, 2
+	const long, short = 0, 1
 	for _, tc := range []struct {
 		name     string
 		keepLong bool
-		backlog  bool
+		queued   int  // requests queued, as if waiting for the slot
+		unknown  bool // the long flow has no measured GPU time
 		want     CtrID
 	}{
-		{"belady", false, false, 1},
-		{"keep long", true, false, 2},
-		{"keep long under a backlog", true, true, 1},
+		{"belady", false, 0, false, 1},
+		{"keep long", true, 0, false, 2},
+		{"keep long, backlog just short of the guard", true, keepLongBacklog - 1, false, 2},
+		{"keep long under a backlog", true, keepLongBacklog, false, 1},
+		{"no measured GPU time", true, 0, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustNew(t, Config{Policy: PolicySluice, D: 1, GPUMemBytes: 8e9, TTL: 100, TTLSet: true,
@@ -1244,19 +1248,16 @@ func TestKeepLong(t *testing.T) {
 			// Swap-in times as if measured: 0.5 s each, so long's 5 s GPU
 			// time is 10x its swap-in and short's 0.1 s is not.
 			s.flows[long].swapSec, s.flows[short].swapSec = 0.5, 0.5
+			if tc.unknown {
+				s.flows[long].tauKnown = false
+			}
 			if s.flows[long].state != Active || s.flows[short].state != Active {
 				t.Fatal("setup: both flows should be Active (same victim class)")
 			}
-			if tc.backlog {
-				s.queued = keepLongBacklog // as if that many requests waited for the slot
-			}
-			g := s.gpus[0]
-			s.makeRoom(g, 4e9, nil, roomAny)
-			if tc.backlog {
-				s.queued = 0
-			}
-			ev := evictions(s.Ready())
-			if !slices.Equal(ev, []CtrID{tc.want}) {
+			s.queued = tc.queued
+			s.makeRoom(s.gpus[0], 4e9, nil, roomAny)
+			s.queued = 0
+			if ev := evictions(s.Ready()); !slices.Equal(ev, []CtrID{tc.want}) {
 				t.Fatalf("evicted %v, want [%d]", ev, tc.want)
 			}
 		})

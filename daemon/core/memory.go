@@ -223,7 +223,9 @@ func (s *Scheduler) roomFor(g *gpu, v victimFilter) int64 {
 const keepLongFactor = 4
 
 // keepLongBacklog: Improvements.KeepLong applies while fewer than this many
-// requests per D slot are queued.
+// requests per configured D slot are queued (AdaptiveD may run up to DMax
+// per GPU; the guard counts Config.D, so it stays fixed while the limit
+// moves).
 const keepLongBacklog = 10
 
 // keepLong reports whether makeRoom keeps long flows' containers for last
@@ -233,9 +235,12 @@ func (s *Scheduler) keepLong() bool {
 }
 
 // long reports whether f's measured GPU time is at least keepLongFactor
-// times its measured swap-in time (Improvements.KeepLong).
+// times its measured swap-in time (Improvements.KeepLong). A flow with no
+// completion yet (tau is the prior) or no swap-in yet is not long. With
+// PartialEvict, swapSec averages partial swap-ins too, which are shorter:
+// a flow whose containers are partly evicted counts as long sooner.
 func (f *flow) long() bool {
-	return f.swapSec > 0 && f.tau >= keepLongFactor*f.swapSec
+	return f.tauKnown && f.swapSec > 0 && f.tau >= keepLongFactor*f.swapSec
 }
 
 // makeRoom evicts idle resident containers of g (except keep) until need
