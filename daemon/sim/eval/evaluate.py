@@ -547,3 +547,22 @@ if KLILU:
         rows.append(row + [f"{lower} of {len(la)}"])
     table(["comparison", "variance ratio", "90% interval", "draws where sluice's variance is higher",
            "Jain difference ± sd over draws", "functions faster"], rows)
+if KLILU:
+    print("Where the variance change comes from (Ilúvatar trace): each group of functions moved alone from its "
+          "mean latency without keeplong to its mean with it, the other group as without; long = warm GPU time of "
+          "1 s or more.\n")
+    rows = []
+    for u in ("0.5", "0.6", "0.7"):
+        wlf = {f["name"]: f for f in ILUWL[u]["function_list"]}
+        a = {f["function"]: f["mean_latency_s"] for f in KLILU[u][NKL]["per_function"]}
+        b = {f["function"]: f["mean_latency_s"] for f in KLILU[u][KL]["per_function"]}
+        long = {fn for fn in a if wlf[fn]["warm_s"] >= 1.0}
+        short = [fn for fn in a if fn not in long]
+        only_long = statistics.pvariance([b[fn] if fn in long else a[fn] for fn in a])
+        only_short = statistics.pvariance([a[fn] if fn in long else b[fn] for fn in a])
+        rows.append([f"{100*float(u):.0f}%", f"{statistics.pvariance(a.values()):.2f} -> {statistics.pvariance(b.values()):.2f}",
+                     f"{only_long:.2f}", f"{only_short:.2f}",
+                     f"{mean([b[fn] - a[fn] for fn in short]):+.3f} s (up to {100*max(b[fn] / a[fn] - 1 for fn in short):+.0f}%)",
+                     f"{mean([b[fn] - a[fn] for fn in long]):+.3f} s"])
+    table(["load", "variance without -> with keeplong", "only the long functions changed", "only the short ones changed",
+           "short functions' mean latency", "long functions' mean latency"], rows)
