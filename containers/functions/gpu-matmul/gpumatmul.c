@@ -403,12 +403,7 @@ static int run_matmul(const struct opts *o, char *out, size_t cap)
 		 kms > 0 ? flops / ((double)kms * 1e6) : 0.0, W.emulated ? "emulated" : "measured");
 	rc = ok ? 0 : 1;
 out:
-	if (e0)
-		cuEventDestroy_v2(e0);
-	if (e1)
-		cuEventDestroy_v2(e1);
-	if (dA)
-		cuMemFree_v2(dA);
+	release(e0, e1, dA);
 	if (dB)
 		cuMemFree_v2(dB);
 	if (dC)

@@ -286,10 +286,11 @@ def jain_by_count(acc, least, pols=("mqfq-sticky", "sluice")):
 
 print("## Per-function slowdown, sluice vs mqfq-sticky (D = 2)\n")
 EA = "sluice:+default+evictahead"
-dom100 = seeds("dom100", "mqfq-sticky,sluice,sluice:-firststarts," + EA, seeds=range(1, 101))
+NKL = "sluice:-keeplong"  # the previous default, compared in "Keeping long functions resident"
+dom100 = seeds("dom100", "mqfq-sticky,sluice,sluice:-firststarts," + EA + "," + NKL, seeds=range(1, 101))
 rows = [["default functions, seeds 1-100"] + dominance(dom100)]
 if os.path.isdir(AZURE):
-    domaz = seeds("domazure", "mqfq-sticky,sluice," + EA, "--trace", AZURE)
+    domaz = seeds("domazure", "mqfq-sticky,sluice," + EA + "," + NKL, "--trace", AZURE)
     rows.append(["Azure sample, seeds 1-10"] + dominance(domaz))
 if os.path.isdir(ILUVATAR):
     domil = seeds("domiluvatar", "mqfq-sticky,sluice," + EA, "--trace", ILUVATAR, "--target-util", "0.7", seeds=range(1, 2))
@@ -353,18 +354,18 @@ if os.path.isdir(ILUVATAR):
     print("Ilúvatar trace by offered load (mean s / variance s² / Jain; bound as in the table above):\n")
     rows = []
     for u in ("0.5", "0.6", "0.7", "0.8", "0.9"):
-        res, ILUWL[u] = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice," + EA)
+        res, ILUWL[u] = sim(f"iluload{u}", "--trace", ILUVATAR, "--target-util", u, "--policy", "mqfq-sticky,sluice," + EA + "," + NKL)
         ILU[u] = res
         rows.append([u] + [f"{res[p]['mean_latency_s']:.3f} / {res[p]['interfunction_variance']:.2f} / {res[p]['jain_fairness']:.3f}"
                            for p in EAP])
         isorows.append([f"Ilúvatar trace at {100*float(u):.0f}%"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
-    res, _ = sim("iluload-recorded", "--trace", ILUVATAR, "--policy", "mqfq-sticky,sluice," + EA)
+    res, _ = sim("iluload-recorded", "--trace", ILUVATAR, "--policy", "mqfq-sticky,sluice," + EA + "," + NKL)
     ILU["recorded"] = res
     rows.append(["as recorded (938%)"] + [f"{res[p]['mean_latency_s']:.1f} / {res[p]['interfunction_variance']:.0f} / {res[p]['jain_fairness']:.3f}"
                                           for p in EAP])
     isorows.append(["Ilúvatar trace as recorded"] + [f"{res[p]['jain_vs_isolated']:.3f}" for p in EAP])
     table(["offered util", "mqfq-sticky", "sluice", "sluice + evictahead"], rows)
-acc = seeds("ea-d3", "mqfq-sticky,sluice," + EA, "--d", "3")
+acc = ead3 = seeds("ea-d3", "mqfq-sticky,sluice," + EA + "," + NKL, "--d", "3")
 print("D = 3, seeds 1-10 (mean s / variance / Jain): " + "; ".join(
     f"{p} {mean([r['mean_latency_s'] for r in acc[p]]):.3f} / {mean([r['interfunction_variance'] for r in acc[p]]):.1f} / "
     f"{mean([r['jain_fairness'] for r in acc[p]]):.3f}" for p in EAP) + ".\n")
@@ -473,10 +474,15 @@ PEA = "sluice:+default+evictahead+partialevict"
 PEP = ("mqfq-sticky", "sluice", PE, EA, PEA)
 
 
-def perow(label, rs):
+def cellrow(label, rs, pols, moved=False):
+    """label, then per policy its mean s / variance / Jain / jain_vs_isolated (and GB moved) averaged over rs[p]."""
     return [label] + [f"{mean([r['mean_latency_s'] for r in rs[p]]):.3f} / {mean([r['interfunction_variance'] for r in rs[p]]):.2f} / "
-                      f"{mean([r['jain_fairness'] for r in rs[p]]):.3f} / {mean([r['jain_vs_isolated'] for r in rs[p]]):.3f} / "
-                      f"{mean([r['moved_gb'] for r in rs[p]]):.0f} GB" for p in PEP]
+                      f"{mean([r['jain_fairness'] for r in rs[p]]):.3f} / {mean([r['jain_vs_isolated'] for r in rs[p]]):.3f}"
+                      + (f" / {mean([r['moved_gb'] for r in rs[p]]):.0f} GB" if moved else "") for p in pols]
+
+
+def perow(label, rs):
+    return cellrow(label, rs, PEP, moved=True)
 
 
 pe20 = seeds("pe", ",".join(PEP), seeds=range(1, 21))
@@ -501,32 +507,25 @@ print("Within a victim class, containers of flows whose measured GPU time is at 
       "time are evicted last, while fewer than 10 requests per D slot are queued. Mean s / variance s² / Jain / "
       "jain_vs_isolated:\n")
 KL = "sluice"
-NKL = "sluice:-keeplong"
 KLP = ("mqfq-sticky", NKL, KL)
 
 
 def klrow(label, rs):
-    return [label] + [f"{mean([r['mean_latency_s'] for r in rs[p]]):.3f} / {mean([r['interfunction_variance'] for r in rs[p]]):.2f} / "
-                      f"{mean([r['jain_fairness'] for r in rs[p]]):.3f} / {mean([r['jain_vs_isolated'] for r in rs[p]]):.3f}"
-                      for p in KLP]
+    return cellrow(label, rs, KLP)
 
 
-kl100 = seeds("kl", ",".join(KLP), seeds=range(1, 101))
+kl100 = dom100
 rows = [klrow("default functions, seeds 1-100", kl100)]
 if os.path.isdir(AZURE):
-    rows.append(klrow("Azure sample, seeds 1-10", seeds("klazure", ",".join(KLP), "--trace", AZURE)))
-rows.append(klrow("default functions, D = 3, seeds 1-10", seeds("kld3", ",".join(KLP), "--d", "3")))
+    rows.append(klrow("Azure sample, seeds 1-10", domaz))
+rows.append(klrow("default functions, D = 3, seeds 1-10", ead3))
 rows.append(klrow("default functions, 90% offered, seeds 1-10", seeds("klu90", ",".join(KLP), "--target-util", "0.9")))
 rows.append(klrow("default functions, H100-measured curve, seeds 1-10",
                   seeds("klh100", ",".join(KLP), "--slowdown2", "2.17", "--slowdown6", "6.52")))
-KLILU = {}
-if os.path.isdir(ILUVATAR):
-    for u in ("0.5", "0.6", "0.7", "0.8", "0.9", None):
-        extra = ("--target-util", u) if u else ()
-        res, _ = sim(f"klilu{u or 'recorded'}", "--trace", ILUVATAR, *extra, "--policy", ",".join(KLP))
-        KLILU[u or "recorded"] = res
-        rows.append(klrow(f"Ilúvatar trace at {100*float(u):.0f}%" if u else "Ilúvatar trace as recorded",
-                          {p: [res[p]] for p in KLP}))
+KLILU = ILU  # the Ilúvatar runs by offered load, sluice:-keeplong included
+for u, res in KLILU.items():
+    rows.append(klrow("Ilúvatar trace as recorded" if u == "recorded" else f"Ilúvatar trace at {100*float(u):.0f}%",
+                      {p: [res[p]] for p in KLP}))
 table(["workload", "mqfq-sticky", "sluice without keeplong", "sluice"], rows)
 dj, dje = se([b["jain_fairness"] - a["jain_fairness"] for a, b in zip(kl100["mqfq-sticky"], kl100[KL])])
 dv, dve = se([b["interfunction_variance"] - a["interfunction_variance"] for a, b in zip(kl100["mqfq-sticky"], kl100[KL])])
